@@ -1,0 +1,109 @@
+"""Stream dataset rows to `{train,validation,evaluation}.jsonl`, one whole line per write.
+
+Each row is serialised first and written with a single `os.write` on a file opened with
+O_APPEND, so a crash leaves only complete lines (a partial write is finished in a loop, and
+a line is never interleaved with another thread's: writes are serialised by a lock).
+
+Files are appended to, never truncated at start: rows of earlier runs stay, and each row
+carries its `run_id`. `--resume` rolls a split back to the byte offset recorded in the
+checkpoint, so steps that are re-run after a crash do not leave duplicate rows; it refuses if
+anything after that offset belongs to another run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "validation", "evaluation")
+
+
+class DatasetWriter:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fds: dict[str, int] = {}
+        self.rows_written = dict.fromkeys(SPLITS, 0)
+
+    def path(self, split: str) -> Path:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        return self.folder / f"{split}.jsonl"
+
+    def _fd(self, split: str) -> int:
+        fd = self._fds.get(split)
+        if fd is None:
+            fd = os.open(self.path(split), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fds[split] = fd
+        return fd
+
+    def write(self, split: str, row: Mapping[str, Any]) -> None:
+        """Append one row as a JSON line; returns once the bytes are in the file."""
+        data = (json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        with self._lock:
+            fd = self._fd(split)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            self.rows_written[split] += 1
+
+    def offsets(self) -> dict[str, int]:
+        """Current byte size of every split file (what a checkpoint records)."""
+        with self._lock:
+            for fd in self._fds.values():
+                os.fsync(fd)
+            return {s: self.path(s).stat().st_size if self.path(s).exists() else 0 for s in SPLITS}
+
+    def rollback(self, offsets: Mapping[str, int], run_id: str) -> dict[str, int]:
+        """Truncate each split to `offsets`; returns rows removed per split.
+
+        Only rows of `run_id` may be removed: anything else after the offset means another
+        run wrote to this folder since, and cutting it would lose its data.
+        """
+        removed = {}
+        with self._lock:
+            for split in SPLITS:
+                path = self.path(split)
+                keep = int(offsets.get(split, 0))
+                if not path.exists():
+                    if keep:
+                        raise RuntimeError(
+                            f"{path} is missing but the checkpoint recorded {keep} bytes; "
+                            "the dataset folder was moved or deleted since the checkpoint"
+                        )
+                    continue
+                size = path.stat().st_size
+                if size < keep:
+                    raise RuntimeError(
+                        f"{path} has {size} bytes, fewer than the {keep} the checkpoint "
+                        "recorded; it was modified since the checkpoint"
+                    )
+                with path.open("rb") as f:
+                    f.seek(keep)
+                    tail = f.read().decode("utf-8", errors="replace").splitlines()
+                for n, line in enumerate(tail, 1):
+                    try:
+                        other = json.loads(line).get("run_id")
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a crash: part of what is rolled back
+                    if other != run_id:
+                        raise RuntimeError(
+                            f"{path}: row {n} after the checkpoint's offset belongs to run "
+                            f"{other!r}, not {run_id!r}; refusing to truncate it. Move that "
+                            "file aside or resume into another dataset_output_dir."
+                        )
+                os.truncate(path, keep)
+                removed[split] = len(tail)
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()

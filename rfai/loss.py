@@ -1,0 +1,180 @@
+"""The clipped GRPO policy loss, its KL penalty, and the four ways to average it over tokens.
+
+Objective, per completion token t of sequence i (minimised):
+
+    r_it       = exp(logp_it - old_logp_it)                        importance ratio
+    l_it       = -min(r_it * A_i, clip(r_it, 1 - eps_low, 1 + eps_high) * A_i)
+                 + beta * k3(logp_it, ref_logp_it)
+
+A_i is the group-relative advantage of sequence i (``rfai.advantages``). The clip is PPO's;
+``eps_low != eps_high`` is DAPO's "clip-higher" (Yu et al. 2025), which lets low-probability
+tokens grow further before the clip stops their gradient.
+
+``k3`` is Schulman's estimator of KL(pi || ref) ("Approximating KL Divergence", 2020 blog):
+with d = ref_logp - logp, k3 = exp(d) - d - 1. It is unbiased for tokens sampled from pi, and
+always >= 0 because exp(d) >= 1 + d.
+
+Loss types (how the masked l_it become one number), as TRL's ``GRPOTrainer`` defines them:
+
+- ``grpo``: mean over sequences of each sequence's token mean (Shao et al. 2024, DeepSeekMath).
+  Tokens of long completions weigh less than tokens of short ones.
+- ``bnpo``: token mean within each micro-batch, averaged over micro-batches (TRL's "bnpo":
+  normalised by the active tokens of the local batch, so the result depends on how the batch
+  is split).
+- ``dr_grpo``: sum over tokens / (sequences * max_completion_length), a constant denominator
+  with no length bias (Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical
+  Perspective", Dr. GRPO).
+- ``dapo``: sum over tokens / tokens in the whole batch, the global token-level mean
+  (Yu et al. 2025, DAPO).
+
+Gradient accumulation: the trainer runs the loss on micro-batches and sums their gradients.
+Every denominator that spans the whole batch therefore comes in through ``LossNormalizer``, so
+that summing the micro-batch losses gives the full-batch loss. TRL instead divides a
+per-micro-batch mean by the number of accumulation steps; that equals ours for ``grpo`` only
+when micro-batches have equal size, and for ``dapo`` only when they have equal token counts.
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+import mlx.core as mx
+
+LOSS_TYPES: Final = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+def token_logprobs(logits: mx.array, targets: mx.array, temperature: float = 1.0) -> mx.array:
+    """(B, T) float32 log-probabilities of ``targets`` under ``softmax(logits / temperature)``.
+
+    ``log p(y) = z_y - logsumexp(z)``: only the target logit is gathered, so no (B, T, V)
+    log-softmax is kept beyond what ``logsumexp`` needs. The sampler's temperature must be used
+    here too, or the ratio to the rollout's log-probabilities is off even for an unchanged policy.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scaled = logits.astype(mx.float32) / temperature  # (B, T, V)
+    selected = mx.take_along_axis(scaled, targets[..., None], axis=-1).squeeze(-1)  # (B, T)
+    return selected - mx.logsumexp(scaled, axis=-1)  # (B, T)
+
+
+def kl_k3(logp: mx.array, ref_logp: mx.array) -> mx.array:
+    """(B, T) Schulman's k3 estimate of KL(pi || ref) per token: exp(d) - d - 1, d = ref - logp."""
+    log_ratio = ref_logp - logp  # (B, T)
+    return mx.exp(log_ratio) - log_ratio - 1.0  # (B, T)
+
+
+@dataclass(frozen=True)
+class LossNormalizer:
+    """Global quantities of the WHOLE rollout batch.
+
+    They let micro-batch losses sum to the full-batch loss.
+    """
+
+    total_sequences: int  # sequences in the full batch (after any dropping)
+    total_tokens: int  # unmasked completion tokens in the full batch
+    num_micro_batches: int
+    max_completion_length: int
+
+    def __post_init__(self) -> None:
+        # Each is a denominator; total_tokens may be 0 (all completions empty): dapo uses max(., 1).
+        for name in ("total_sequences", "num_micro_batches", "max_completion_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LossNormalizer.{name} must be >= 1, got {getattr(self, name)}")
+        if self.total_tokens < 0:
+            raise ValueError(f"LossNormalizer.total_tokens must be >= 0, got {self.total_tokens}")
+
+
+def _check_loss_type(loss_type: str) -> None:
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
+
+
+def aggregate_loss(
+    per_token: mx.array, mask: mx.array, loss_type: str, norm: LossNormalizer
+) -> mx.array:
+    """Scalar micro-batch loss; summed over the micro-batches it gives the full-batch loss.
+
+    Args:
+        per_token: (B, T) per-token losses of one micro-batch.
+        mask: (B, T) 1 for completion tokens, 0 for prompt and padding (float or bool).
+        loss_type: one of ``LOSS_TYPES`` (see the module docstring).
+        norm: the whole batch's sizes.
+    """
+    _check_loss_type(loss_type)
+    mask = mask.astype(mx.float32)  # (B, T)
+    masked = per_token * mask  # (B, T)
+    if loss_type == "grpo":
+        seq_means = masked.sum(axis=1) / mx.maximum(mask.sum(axis=1), 1.0)  # (B,)
+        return seq_means.sum() / norm.total_sequences  # ()
+    if loss_type == "bnpo":
+        micro_mean = masked.sum() / mx.maximum(mask.sum(), 1.0)  # ()
+        return micro_mean / norm.num_micro_batches  # ()
+    if loss_type == "dr_grpo":
+        return masked.sum() / (norm.total_sequences * norm.max_completion_length)  # ()
+    return masked.sum() / max(norm.total_tokens, 1)  # () dapo
+
+
+def policy_loss(
+    logp: mx.array,
+    old_logp: mx.array,
+    ref_logp: mx.array | None,
+    advantages: mx.array,
+    mask: mx.array,
+    *,
+    epsilon_low: float,
+    epsilon_high: float,
+    beta: float,
+    loss_type: str,
+    norm: LossNormalizer,
+) -> tuple[mx.array, dict[str, mx.array]]:
+    """Clipped surrogate loss plus ``beta`` * k3 KL, aggregated by ``loss_type``.
+
+    Args:
+        logp: (B, T) float32 log-probabilities of the sampled tokens under the policy being trained.
+        old_logp: (B, T) the same under the policy that sampled them (no gradient flows to it).
+        ref_logp: (B, T) the same under the reference model, or None when ``beta == 0``.
+        advantages: (B,) one advantage per sequence.
+        mask: (B, T) 1 for completion tokens (float or bool).
+
+    Returns:
+        ``(loss, stats)``: the scalar micro-batch loss, and stop-gradient SUMS over masked tokens
+        ("tokens", "kl_sum", "ratio_sum", "clipped_low_sum", "clipped_high_sum") that the caller
+        adds across micro-batches and divides by the total token count. "clipped_low" counts
+        tokens with ratio < 1 - epsilon_low and A < 0, "clipped_high" ratio > 1 + epsilon_high
+        and A > 0: the tokens whose gradient the clip removed. "kl_sum" is 0 without ``ref_logp``.
+    """
+    _check_loss_type(loss_type)
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if epsilon_low <= 0 or epsilon_high <= 0:
+        raise ValueError(
+            f"epsilons must be > 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}"
+        )
+    if ref_logp is None and beta > 0:
+        raise ValueError(f"ref_logp is required when beta > 0 (beta={beta})")
+
+    mask = mask.astype(mx.float32)  # (B, T)
+    adv = advantages.astype(mx.float32)[:, None]  # (B, 1)
+    ratio = mx.exp(logp - mx.stop_gradient(old_logp))  # (B, T)
+    clipped = mx.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)  # (B, T)
+    surrogate = mx.minimum(ratio * adv, clipped * adv)  # (B, T)
+    # Without a reference model (beta == 0, checked above) compare logp with itself: k3 = 0.
+    ref = mx.stop_gradient(logp if ref_logp is None else ref_logp)  # (B, T)
+    kl = kl_k3(logp, ref)  # (B, T)
+    per_token = -surrogate + beta * kl  # (B, T)
+    loss = aggregate_loss(per_token, mask, loss_type, norm)  # ()
+
+    # Token count as a sum of row sums: under mx.compile(mx.value_and_grad(...)) (MLX 0.32.4), an
+    # auxiliary output equal to an expression the loss also computes (bnpo's mask.sum()) fails
+    # with "IndexError: _Map_base::at". tests/test_loss.py::test_compiled_equals_eager guards it.
+    frozen_mask = mx.stop_gradient(mask)  # (B, T)
+    frozen_ratio = mx.stop_gradient(ratio)  # (B, T)
+    low = (frozen_ratio < 1.0 - epsilon_low) & (adv < 0)  # (B, T)
+    high = (frozen_ratio > 1.0 + epsilon_high) & (adv > 0)  # (B, T)
+    stats = {
+        "tokens": frozen_mask.sum(axis=-1).sum(),  # ()
+        "kl_sum": (mx.stop_gradient(kl) * frozen_mask).sum(),  # ()
+        "ratio_sum": (frozen_ratio * frozen_mask).sum(),  # ()
+        "clipped_low_sum": (low * frozen_mask).sum(),  # ()
+        "clipped_high_sum": (high * frozen_mask).sum(),  # ()
+    }
+    return loss, stats

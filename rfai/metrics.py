@@ -1,0 +1,56 @@
+"""Per-step metrics: one JSON line per step in `metrics.jsonl`, and a line on the console."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+# What the console line shows, in order, with its format.
+_CONSOLE = (
+    ("reward", "reward {:.3f}"),
+    ("student_score", "student {:.3f}"),
+    ("teacher_score", "teacher {:.3f}"),
+    ("pass_rate", "pass {:.2f}"),
+    ("loss", "loss {:+.4f}"),
+    ("kl", "kl {:.4f}"),
+    ("completion_tokens", "len {:.0f}"),
+    ("generation_tps", "gen {:.0f} tok/s"),
+    ("step_seconds", "{:.1f}s"),
+    ("peak_memory_gb", "{:.2f} GB"),
+)
+
+
+class MetricsLogger:
+    def __init__(self, path: Path, every_steps: int, use_rich: bool, total_steps: int) -> None:
+        self.path = path
+        self.every_steps = every_steps
+        self.total_steps = total_steps
+        self.console = Console(highlight=False) if use_rich else None
+
+    def info(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(message)
+        else:
+            print(message, flush=True)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in metrics.items()
+        }
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **clean}) + "\n")
+        if step % self.every_steps and step != self.total_steps:
+            return
+        parts = [fmt.format(clean[key]) for key, fmt in _CONSOLE if clean.get(key) is not None]
+        if clean.get("skipped_tasks"):
+            parts.append(f"skipped {clean['skipped_tasks']}")
+        line = f"step {step}/{self.total_steps}  " + "  ".join(parts)
+        if self.console is not None:
+            self.console.print(f"[bold]{line}[/bold]")
+        else:
+            print(line, flush=True)

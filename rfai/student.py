@@ -1,0 +1,195 @@
+"""The student: an mlx-lm model with trainable adapters, its chat prompts, and its reference.
+
+Loading is `mlx_lm.load` (a Hub id or a local folder) and the adapters are mlx-lm's own LoRA
+and DoRA layers (`linear_to_lora_layers`), so checkpoints load with
+`mlx_lm.generate --adapter-path`.
+
+The KL reference is "the same model with the adapter switched off". Rather than a second copy
+of the model, rfai keeps the trainable parameters as they were right after the adapters were
+attached: LoRA's and DoRA's `lora_b` start at zero (and DoRA's magnitude at the base weight's
+norm), so swapping those values in turns the adapter into an exact identity. For full
+fine-tuning the same snapshot is a copy of the base weights, the only case that costs memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+
+from rfai.config import StudentConfig
+from rfai.tasks import Task
+
+LANGUAGE_NAMES = {"python": ("Python", "python"), "cpp": ("C++", "cpp"), "rust": ("Rust", "rust")}
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+class StudentLoadError(RuntimeError):
+    """The student model could not be loaded; the message says how to fix it."""
+
+
+def user_message(task: Task) -> str:
+    """The user turn for a task: its statement plus the answer format rfai extracts."""
+    name, fence = LANGUAGE_NAMES[task.language]
+    return (
+        f"{task.prompt.rstrip()}\n\n"
+        f"Write the complete solution in {name} in a single ```{fence} code block."
+    )
+
+
+@dataclass
+class Student:
+    model: nn.Module
+    tokenizer: Any  # mlx_lm.tokenizer_utils.TokenizerWrapper
+    config: StudentConfig
+    reference_params: list[tuple[str, mx.array]]
+    quantized: bool
+    _prompt_cache: dict[str, list[int]] = field(default_factory=dict)
+
+    def prompt_tokens(self, task: Task) -> list[int]:
+        """Chat-templated prompt token ids for a task (cached per task id)."""
+        cached = self._prompt_cache.get(task.task_id)
+        if cached is None:
+            messages = []
+            if self.config.system_prompt:
+                messages.append({"role": "system", "content": self.config.system_prompt})
+            messages.append({"role": "user", "content": user_message(task)})
+            # Render to text, then encode without extra specials: the template already holds
+            # them, and some transformers versions return a dict when asked to tokenize.
+            text = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+            cached = self.tokenizer.encode(text, add_special_tokens=False)
+            self._prompt_cache[task.task_id] = cached
+        return cached
+
+    def trainable_parameters(self) -> dict[str, mx.array]:
+        return dict(tree_flatten(self.model.trainable_parameters()))
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """Within the block the model is the reference policy (adapter at identity)."""
+        current = list(self.trainable_parameters().items())
+        self.model.update(tree_unflatten(self.reference_params))
+        try:
+            yield
+        finally:
+            self.model.update(tree_unflatten(current))
+
+    def adapter_config(self) -> dict[str, Any]:
+        """`adapter_config.json` in the shape `mlx_lm.tuner.utils.load_adapters` reads."""
+        cfg = self.config.adapter
+        num_layers = len(self.model.layers) if cfg.num_layers == -1 else cfg.num_layers
+        return {
+            "fine_tune_type": cfg.fine_tune_type,
+            "num_layers": num_layers,
+            "lora_parameters": {
+                "rank": cfg.rank,
+                "scale": cfg.scale,
+                "dropout": cfg.dropout,
+                "keys": list(cfg.keys) if cfg.keys is not None else None,
+            },
+            "model": self.config.path,
+        }
+
+    def save_adapter(self, folder: str | Path) -> None:
+        """Write the adapter (or full trainable weights) in mlx-lm's format into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), self.trainable_parameters())
+        (folder / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_config(), indent=2))
+
+    def load_adapter(self, folder: str | Path) -> None:
+        """Load weights written by `save_adapter` into the already-adapted model."""
+        weights = mx.load(str(Path(folder) / ADAPTER_WEIGHTS))
+        expected = self.trainable_parameters()
+        if set(weights) != set(expected):
+            missing = sorted(set(expected) - set(weights))[:3]
+            extra = sorted(set(weights) - set(expected))[:3]
+            raise ValueError(
+                f"adapter in {folder} does not match the student's adapter layout "
+                f"(missing {missing}, unexpected {extra}); was it trained with other "
+                "student.adapter settings?"
+            )
+        self.model.update(tree_unflatten(list(weights.items())))
+        mx.eval(self.model.parameters())
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
+
+
+def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code: bool):
+    """`mlx_lm.load` with an error that says what to do when the model is not reachable."""
+    from mlx_lm import load
+
+    try:
+        return load(path, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        # Any failure here (no network, unknown repo, missing files) ends the run; the
+        # original exception is chained so nothing is hidden.
+        local = Path(path).exists()
+        where = f"the local folder {path}" if local else f"'{path}' from the Hugging Face Hub"
+        raise StudentLoadError(
+            f"Could not load the student model {where}: {type(exc).__name__}: {exc}\n"
+            "If this machine is offline or the Hub id is wrong, download the model elsewhere "
+            "(e.g. `huggingface-cli download Qwen/Qwen2.5-Coder-0.5B-Instruct --local-dir "
+            "models/qwen-coder`) and pass the folder with `--model models/qwen-coder`, or try "
+            "the offline demo model: `python -m rfai.tiny_model models/tiny` and "
+            "`--model models/tiny`."
+        ) from exc
+
+
+def load_student(config: StudentConfig, seed: int = 0) -> Student:
+    """Load the student and attach trainable adapters as `config.adapter` says."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    model, tokenizer = load_model_and_tokenizer(
+        config.path, config.revision, config.trust_remote_code
+    )
+    quantized = _is_quantized(model)
+    adapter = config.adapter
+    if adapter.fine_tune_type == "full":
+        if quantized:
+            raise StudentLoadError(
+                f"student.adapter.fine_tune_type is 'full' but {config.path} is quantized; "
+                "quantized weights cannot be trained directly. Use 'lora' or 'dora', or a "
+                "non-quantized model."
+            )
+        model.unfreeze()
+    else:
+        model.freeze()
+        mx.random.seed(seed)  # LoRA's A matrices are random; make them reproducible
+        lora_parameters = {"rank": adapter.rank, "scale": adapter.scale, "dropout": adapter.dropout}
+        if adapter.keys is not None:
+            lora_parameters["keys"] = list(adapter.keys)
+        linear_to_lora_layers(
+            model,
+            len(model.layers) if adapter.num_layers == -1 else adapter.num_layers,
+            lora_parameters,
+            use_dora=adapter.fine_tune_type == "dora",
+        )
+    trainable = tree_flatten(model.trainable_parameters())
+    if not trainable:
+        raise StudentLoadError(
+            f"no trainable parameters after attaching the adapter: student.adapter.keys "
+            f"{adapter.keys} matched no layer of {config.path}"
+        )
+    # A copy: optimizer updates replace these arrays, the snapshot must keep the originals.
+    reference = [(name, mx.array(value)) for name, value in trainable]
+    mx.eval([v for _, v in reference], model.parameters())
+    return Student(
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        reference_params=reference,
+        quantized=quantized,
+    )

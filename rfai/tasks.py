@@ -1,0 +1,187 @@
+"""Coding tasks: the schema, language aliases and the JSONL loader.
+
+A task file is JSONL: one JSON object per line; blank lines are skipped. Fields:
+
+    task_id             str, required, unique within the file ("py-run-length-encode")
+    prompt              str, required, non-empty: the natural-language statement, including the
+                        signature of the function the tests call
+    language            str, required: "python" ("py", "Python"), "cpp" ("c++", "C++", "cxx")
+                        or "rust" ("rs"); stored in its canonical spelling
+    entry_point         str, optional: the name of the function the tests call
+    tests               list of str, optional (default []): self-contained test snippets
+    reference_solution  str, optional: a known-good program
+    difficulty          int, optional: 1 (easy) to 3 (harder), informational
+
+Any other field is an error, so a misspelt ``test`` is not silently dropped. Every error is a
+``TaskFormatError`` naming ``file:line`` and the field.
+
+Test snippets, per language:
+
+* Python: statements, usually one or more ``assert`` lines, executed after the solution's
+  definitions in a copy of the solution's namespace, e.g. ``assert rle("aab") == "a2b1"``.
+  Each snippet passes when it runs without raising.
+* C++ and Rust (scored in a later issue): each snippet is the body of one test function, placed
+  after the solution in the same translation unit/crate, e.g. ``assert(rle("aab") == "a2b1");``
+  inside ``int main() { ... }`` for C++, or ``assert_eq!(rle("aab"), "a2b1");`` inside a
+  ``#[test] fn`` for Rust. Loading them works today; only scoring is missing.
+
+``load_tasks("builtin:python")`` loads the set shipped in ``rfai/builtin_tasks/python.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPPORTED_LANGUAGES = ("python", "cpp", "rust")
+
+_LANGUAGE_ALIASES = {
+    "python": "python",
+    "py": "python",
+    "python3": "python",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cxx": "cpp",
+    "rust": "rust",
+    "rs": "rust",
+}
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin_tasks"
+BUILTIN_PREFIX = "builtin:"
+
+
+def canonical_language(name: str) -> str:
+    """Map a language spelling (case-insensitive alias) to one of SUPPORTED_LANGUAGES."""
+    if not isinstance(name, str):
+        raise ValueError(f"language must be a string, got {type(name).__name__}: {name!r}")
+    canonical = _LANGUAGE_ALIASES.get(name.strip().lower())
+    if canonical is None:
+        accepted = ", ".join(sorted(_LANGUAGE_ALIASES))
+        raise ValueError(
+            f"unknown language {name!r}; accepted spellings (case-insensitive): {accepted}"
+        )
+    return canonical
+
+
+@dataclass(frozen=True)
+class Task:
+    """One coding task. ``source`` is the ``file:line`` it came from, for error messages."""
+
+    task_id: str
+    prompt: str
+    language: str
+    entry_point: str | None
+    tests: tuple[str, ...]
+    reference_solution: str | None
+    difficulty: int | None = None
+    source: str = ""
+
+
+class TaskFormatError(ValueError):
+    """A task file is malformed; the message names file, line, field and the fix."""
+
+
+_REQUIRED = ("task_id", "prompt", "language")
+_OPTIONAL = ("entry_point", "tests", "reference_solution", "difficulty")
+
+
+def load_tasks(spec: str) -> list[Task]:
+    """Load tasks from a JSONL path or ``builtin:<language>`` (e.g. ``builtin:python``)."""
+    if spec.startswith(BUILTIN_PREFIX):
+        name = spec[len(BUILTIN_PREFIX) :]
+        path = BUILTIN_DIR / f"{name}.jsonl"
+        if not path.is_file():
+            shipped = sorted(p.stem for p in BUILTIN_DIR.glob("*.jsonl"))
+            raise TaskFormatError(
+                f"no built-in task set {spec!r}; shipped sets: "
+                + ", ".join(f"builtin:{s}" for s in shipped)
+            )
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise TaskFormatError(
+                f"task file {spec!r} does not exist; pass a JSONL path or builtin:python"
+            )
+    return _load_jsonl(path)
+
+
+def _load_jsonl(path: Path) -> list[Task]:
+    tasks: list[Task] = []
+    first_line_of: dict[str, int] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            task = _parse_task(line, where)
+            if task.task_id in first_line_of:
+                raise TaskFormatError(
+                    f"{where}: duplicate task_id {task.task_id!r}, first defined at "
+                    f"{path}:{first_line_of[task.task_id]}; task ids must be unique in a file"
+                )
+            first_line_of[task.task_id] = lineno
+            tasks.append(task)
+    return tasks
+
+
+def _parse_task(line: str, where: str) -> Task:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TaskFormatError(
+            f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); "
+            "each non-blank line must be one JSON object"
+        ) from exc
+    if not isinstance(record, dict):
+        raise TaskFormatError(
+            f"{where}: expected a JSON object, got {type(record).__name__}; "
+            "each non-blank line must be one JSON object"
+        )
+    unknown = sorted(set(record) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise TaskFormatError(
+            f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"allowed fields: {', '.join(_REQUIRED + _OPTIONAL)}"
+        )
+    for field in _REQUIRED:
+        if field not in record:
+            raise TaskFormatError(f"{where}: missing required field {field!r}")
+
+    task_id = _string(record, "task_id", where, required=True)
+    prompt = _string(record, "prompt", where, required=True)
+    try:
+        language = canonical_language(record["language"])
+    except ValueError as exc:
+        raise TaskFormatError(f"{where}: field 'language': {exc}") from exc
+
+    tests = record.get("tests", [])
+    if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+        raise TaskFormatError(f"{where}: field 'tests' must be a list of strings")
+    difficulty = record.get("difficulty")
+    # bool is an int subclass; `"difficulty": true` is a mistake, not level 1.
+    if difficulty is not None and (not isinstance(difficulty, int) or isinstance(difficulty, bool)):
+        raise TaskFormatError(f"{where}: field 'difficulty' must be an integer, got {difficulty!r}")
+    return Task(
+        task_id=task_id,
+        prompt=prompt,
+        language=language,
+        entry_point=_string(record, "entry_point", where, required=False),
+        tests=tuple(tests),
+        reference_solution=_string(record, "reference_solution", where, required=False),
+        difficulty=difficulty,
+        source=where,
+    )
+
+
+def _string(record: dict, field: str, where: str, *, required: bool) -> str | None:
+    value = record.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise TaskFormatError(
+            f"{where}: field {field!r} must be a string, got {type(value).__name__}"
+        )
+    if required and not value.strip():
+        raise TaskFormatError(f"{where}: field {field!r} must not be empty")
+    return value

@@ -1,0 +1,395 @@
+"""The training loop: wires tasks, teacher, student, rollout, scoring, update and output.
+
+One step (see README "Architecture"):
+1. B tasks from the sampler; the teacher's code for each, scored once per run (cached);
+2. one batched generation of G completions per task; each finished completion is handed to
+   the scoring pool at once, so scoring overlaps generation;
+3. each scored sample becomes a dataset row the moment it is scored (worker thread);
+4. groups whose task could not be scored are dropped (counted, never given a made-up score);
+   group-relative advantages; the policy update;
+5. metrics, and a checkpoint every `checkpoint.every_steps`.
+
+Departures from GRPO as published (Shao et al. 2024), each a config choice documented in
+config.yaml:
+1. The loss defaults to DAPO's token-level normalisation and clip-higher (Yu et al. 2025).
+2. The KL reference is the student with its adapter at identity, not a separate frozen copy.
+3. Old log-probs are the behaviour log-probs recorded while sampling, not a fresh forward
+   pass, so the first iteration's ratio measures the sampler/trainer numerical mismatch
+   (logged as `logprob_mismatch`).
+4. The reward is relative to a teacher (student_score / teacher_score), not absolute.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from rfai.advantages import group_advantages, zero_variance_groups
+from rfai.checkpoint import (
+    TrainingState,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+)
+from rfai.config import Config, save_config
+from rfai.dataset_writer import DatasetWriter
+from rfai.extract import extract_code
+from rfai.metrics import MetricsLogger
+from rfai.rollout import Completion, generate_groups
+from rfai.sampler import TaskSampler
+from rfai.student import Student, load_student
+from rfai.tasks import Task, load_tasks
+from rfai.teachers import build_teacher
+from rfai.update import PolicyUpdater, Sample
+from scorers import (
+    ProgramScore,
+    SandboxLimits,
+    ScoringError,
+    ScoringPool,
+    ScoringSuite,
+    compute_reward,
+)
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ScoredSample:
+    completion: Completion
+    student: ProgramScore | None  # None: this sample's task could not be scored
+    teacher: ProgramScore | None
+    reward: float | None
+    skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    output_dir: Path
+    checkpoints: Path
+    metrics: Path
+    dataset_dir: Path
+
+    @classmethod
+    def from_config(cls, config: Config) -> RunPaths:
+        out = Path(config.training.output_dir)
+        hf = config.huggingface
+        # Rows always stream somewhere (resume and upload read them); with
+        # save_datasets_locally false they stay inside the run folder only.
+        dataset_dir = Path(hf.dataset_output_dir) if hf.save_datasets_locally else out / "datasets"
+        return cls(out, out / "checkpoints", out / "metrics.jsonl", dataset_dir)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Trainer:
+    def __init__(self, config: Config, *, resume: bool = False) -> None:
+        self.config = config
+        self.paths = RunPaths.from_config(config)
+        self.paths.output_dir.mkdir(parents=True, exist_ok=True)
+        existing = latest_checkpoint(self.paths.checkpoints)
+        if resume and existing is None:
+            raise TrainingError(
+                f"--resume: no checkpoint in {self.paths.checkpoints}; start without --resume"
+            )
+        if not resume and existing is not None:
+            raise TrainingError(
+                f"{self.paths.output_dir} already holds checkpoints of a run (latest "
+                f"{existing.name}); pass --resume to continue it, or choose another "
+                "training.output_dir"
+            )
+        save_config(config, self.paths.output_dir / "config.yaml")
+        self.logger = MetricsLogger(
+            self.paths.metrics,
+            config.logging.every_steps,
+            config.logging.rich,
+            config.training.steps,
+        )
+        mx.random.seed(config.training.seed)
+        self.tasks = load_tasks(config.data.train_file)
+        self.sampler = TaskSampler(self.tasks, config.data.shuffle, config.data.seed)
+        self.teacher = build_teacher(config.teacher)
+        sc = config.scoring
+        self.suite = ScoringSuite(
+            sc.weights,
+            SandboxLimits(
+                wall_seconds=sc.wall_seconds, cpu_seconds=sc.cpu_seconds, memory_mb=sc.memory_mb
+            ),
+        )
+        self.workers = sc.workers or os.cpu_count() or 1
+        self.student: Student = load_student(config.student, seed=config.training.seed)
+        self.student.model.eval()
+        self.updater = PolicyUpdater(
+            self.student,
+            config.grpo,
+            config.training,
+            config.rollout.temperature,
+            total_updates=config.training.steps * config.grpo.num_iterations,
+        )
+        self.writer = DatasetWriter(self.paths.dataset_dir)
+        self.start_step = 0
+        self.run_id = uuid.uuid4().hex[:12]
+        if existing is not None:
+            state = load_checkpoint(existing, self.student, self.updater.optimizer)
+            self.start_step = state.step
+            self.run_id = state.run_id
+            self.sampler.load_state_dict(state.sampler)
+            removed = self.writer.rollback(state.dataset_offsets, self.run_id)
+            self.logger.info(
+                f"resumed {existing} at step {state.step}; rolled back rows written after it: "
+                f"{removed}"
+            )
+        self._teacher_scores: dict[tuple[str, str], Future[ProgramScore]] = {}
+
+    # -- one step ---------------------------------------------------------------------------
+    def _teacher_future(self, pool: ScoringPool, task: Task, code: str) -> Future[ProgramScore]:
+        key = (task.task_id, code)
+        future = self._teacher_scores.get(key)
+        if future is None:
+            future = pool.submit(task, code)
+            self._teacher_scores[key] = future
+        return future
+
+    def _score_sample(
+        self,
+        step: int,
+        task: Task,
+        teacher_code: str,
+        teacher_future: Future[ProgramScore],
+        completion: Completion,
+    ) -> ScoredSample:
+        """Runs on a pool thread: score one completion and stream its row."""
+        extracted = extract_code(completion.text, task.language, task.entry_point)
+        try:
+            teacher = teacher_future.result()
+            student = self.suite.score(task, extracted.code)
+        except ScoringError as exc:
+            return ScoredSample(completion, None, None, None, str(exc))
+        sc = self.config.scoring
+        reward = compute_reward(
+            student.score,
+            teacher.score,
+            rule=sc.reward,
+            teacher_floor=sc.teacher_floor,
+            cap=sc.reward_cap,
+        )
+        row = {
+            "prompt": task.prompt,
+            "language": task.language,
+            "student_code": extracted.code,
+            "teacher_code": teacher_code,
+            "student_score": student.score,
+            "teacher_score": teacher.score,
+            "reward": reward,
+            "scoring_breakdown": student.weights,
+            "timestamp": _now(),
+            "student_breakdown": student.criteria,
+            "teacher_breakdown": teacher.criteria,
+            "task_id": task.task_id,
+            "step": step,
+            "group_index": completion.prompt_index,
+            "sample_index": completion.sample_index,
+            "completion_tokens": len(completion.tokens),
+            "finish_reason": completion.finish_reason,
+            "extraction": extracted.method,
+            "status": student.status,
+            "tests_passed": student.tests_passed,
+            "tests_total": student.tests_total,
+            "teacher_tests_passed": teacher.tests_passed,
+            "error": student.error,
+            "student_model": self.config.student.path,
+            "teacher": f"{self.teacher.name}:{self.teacher.model}",
+            "run_id": self.run_id,
+        }
+        self.writer.write("train", row)
+        return ScoredSample(completion, student, teacher, reward)
+
+    def run_step(self, step: int, pool: ScoringPool) -> dict[str, Any]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        mx.reset_peak_memory()
+        batch = self.sampler.next_batch(cfg.rollout.batch_size)
+        answers = self.teacher.solve(batch)
+        tasks: list[Task] = []
+        teacher_codes: list[str] = []
+        skipped = 0
+        for task, answer in zip(batch, answers, strict=True):
+            if answer.code is None:
+                skipped += 1
+                self.logger.info(f"step {step}: skipping {task.task_id}: {answer.error}")
+                continue
+            tasks.append(task)
+            teacher_codes.append(answer.code)
+        if not tasks:
+            return {"skipped_tasks": skipped, "updated": False}
+        teacher_futures = [
+            self._teacher_future(pool, t, c) for t, c in zip(tasks, teacher_codes, strict=True)
+        ]
+        futures: dict[int, Future[ScoredSample]] = {}
+
+        def on_complete(c: Completion) -> None:
+            i = c.prompt_index
+            futures[c.index] = pool.submit_job(
+                self._score_sample, step, tasks[i], teacher_codes[i], teacher_futures[i], c
+            )
+
+        prompts = [self.student.prompt_tokens(t) for t in tasks]
+        completions, gen_stats = generate_groups(
+            self.student.model,
+            self.student.tokenizer,
+            prompts,
+            cfg.rollout.group_size,
+            max_new_tokens=cfg.rollout.max_new_tokens,
+            temperature=cfg.rollout.temperature,
+            prefill_batch_size=cfg.rollout.prefill_batch_size,
+            completion_batch_size=cfg.rollout.completion_batch_size,
+            on_complete=on_complete,
+        )
+        t_gen = time.perf_counter()
+        scored = [futures[c.index].result() for c in completions]
+        # Behaviour log-probs exist only after generation ends; attach them by index.
+        scored = [
+            ScoredSample(c, s.student, s.teacher, s.reward, s.skip_reason)
+            for c, s in zip(completions, scored, strict=True)
+        ]
+        t_score = time.perf_counter()
+
+        samples, group_rewards, dropped_equal = self._select_groups(scored, prompts, step)
+        skipped += len(tasks) - len(group_rewards) - dropped_equal
+        update = None
+        if samples:
+            update = self.updater.step(samples)
+        t_update = time.perf_counter()
+
+        valid = [s for s in scored if s.student is not None]
+        metrics: dict[str, Any] = {
+            "updated": update is not None,
+            "reward": _mean(s.reward for s in valid),
+            "reward_std": float(np.std([s.reward for s in valid])) if valid else None,
+            "student_score": _mean(s.student.score for s in valid),
+            "teacher_score": _mean(s.teacher.score for s in valid),
+            "pass_rate": _mean(s.student.status == "passed" for s in valid),
+            "completion_tokens": _mean(len(c.tokens) for c in completions),
+            "truncated_fraction": _mean(c.finish_reason == "length" for c in completions),
+            "skipped_tasks": skipped,
+            "zero_variance_groups_dropped": dropped_equal,
+            "generation_seconds": t_gen - t0,
+            "scoring_wait_seconds": t_score - t_gen,
+            "update_seconds": t_update - t_score,
+            "step_seconds": t_update - t0,
+            "generation_tps": gen_stats.tokens_per_second,
+            "generated_tokens": gen_stats.generated_tokens,
+            "peak_memory_gb": mx.get_peak_memory() / 1e9,
+        }
+        if update is not None:
+            metrics.update(
+                loss=update.loss,
+                kl=update.kl,
+                ratio_mean=update.ratio_mean,
+                clipped_low=update.clipped_low,
+                clipped_high=update.clipped_high,
+                grad_norm=update.grad_norm,
+                learning_rate=update.learning_rate,
+                trained_tokens=update.tokens,
+                logprob_mismatch=update.logprob_mismatch,
+            )
+        return metrics
+
+    def _select_groups(
+        self, scored: list[ScoredSample], prompts: list[list[int]], step: int
+    ) -> tuple[list[Sample], list[list[float]], int]:
+        """Advantages over the groups that can be trained on; returns samples and counts."""
+        g = self.config.rollout.group_size
+        groups = [scored[i : i + g] for i in range(0, len(scored), g)]
+        usable = []
+        for group in groups:
+            reasons = {s.skip_reason for s in group if s.skip_reason}
+            if reasons:
+                self.logger.info(f"step {step}: task skipped: {sorted(reasons)[0]}")
+                continue
+            usable.append(group)
+        if not usable:
+            return [], [], 0
+        rewards = mx.array([[s.reward for s in group] for group in usable], mx.float32)
+        dropped = 0
+        if self.config.grpo.drop_zero_variance_groups:
+            equal = zero_variance_groups(rewards.reshape(-1), g).tolist()
+            dropped = sum(equal)
+            usable = [grp for grp, eq in zip(usable, equal, strict=True) if not eq]
+            if not usable:
+                return [], [], dropped
+            rewards = mx.array([[s.reward for s in group] for group in usable], mx.float32)
+        advantages = group_advantages(
+            rewards.reshape(-1), g, self.config.grpo.scale_rewards, self.config.grpo.advantage_eps
+        ).tolist()
+        samples = []
+        flat = [s for group in usable for s in group]
+        for s, adv in zip(flat, advantages, strict=True):
+            c = s.completion
+            samples.append(
+                Sample(
+                    prompt=prompts[c.prompt_index],
+                    completion=c.tokens,
+                    behaviour_logprobs=c.logprobs,
+                    advantage=adv,
+                    truncated=c.finish_reason == "length",
+                )
+            )
+        return samples, [[s.reward for s in grp] for grp in usable], dropped
+
+    # -- the run ----------------------------------------------------------------------------
+    def checkpoint(self, step: int) -> Path:
+        state = TrainingState(
+            step=step,
+            run_id=self.run_id,
+            sampler=self.sampler.state_dict(),
+            dataset_offsets=self.writer.offsets(),
+            rng_state=rng_state(),
+            extra={},
+        )
+        return save_checkpoint(
+            self.paths.checkpoints,
+            self.student,
+            self.updater.optimizer,
+            state,
+            self.config.checkpoint.keep_last,
+        )
+
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        last: dict[str, Any] = {}
+        self.logger.info(
+            f"rfai run {self.run_id}: student {cfg.student.path}, teacher {self.teacher.name}, "
+            f"{len(self.tasks)} tasks, {cfg.rollout.batch_size} x {cfg.rollout.group_size} "
+            f"samples/step, rows -> {self.writer.path('train')}"
+        )
+        with ScoringPool(self.suite, self.workers) as pool:
+            for step in range(self.start_step + 1, cfg.training.steps + 1):
+                last = self.run_step(step, pool)
+                self.logger.log(step, last)
+                if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
+                    path = self.checkpoint(step)
+                    self.logger.info(f"checkpoint {path}")
+        final = self.paths.output_dir / "adapters"
+        self.student.save_adapter(final)
+        self.writer.close()
+        self.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
+        return last
+
+
+def _mean(values) -> float | None:
+    values = [float(v) for v in values]
+    return float(np.mean(values)) if values else None

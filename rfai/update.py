@@ -1,0 +1,290 @@
+"""The GRPO policy update: packing completions, reference log-probs, a compiled step.
+
+One rollout batch of N = B x G completions is split into micro-batches of
+`training.micro_batch_size` sequences. For each of `grpo.num_iterations` inner updates the
+gradients of all micro-batches are accumulated and then applied in one optimizer step
+(gradient clipping first). Old log-probs are the behaviour log-probs stored at sampling time,
+so iterations after the first are genuinely off-policy and the clipped ratio matters.
+
+Normalisation under accumulation: the compiled step computes each loss type's
+micro-batch numerator with a unit `LossNormalizer`, and the whole-batch constant (1 / total
+tokens for dapo, 1 / N for grpo, ...) comes in as an array `scale`. That keeps every
+batch-dependent number out of the traced graph, so the step is compiled once per padded shape
+instead of once per batch. Sequence lengths are padded up to a multiple of `LENGTH_BUCKET`
+and micro-batches to a fixed number of rows for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_map
+
+from rfai.config import GRPOConfig, TrainingConfig
+from rfai.loss import LossNormalizer, policy_loss, token_logprobs
+from rfai.student import Student
+
+LENGTH_BUCKET = 32
+_UNIT = LossNormalizer(
+    total_sequences=1, total_tokens=1, num_micro_batches=1, max_completion_length=1
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion ready for the update: prompt ids, sampled ids, behaviour log-probs."""
+
+    prompt: Sequence[int]
+    completion: Sequence[int]
+    behaviour_logprobs: Sequence[float]
+    advantage: float
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """Right-padded arrays for `rows` sequences; T is the bucketed length.
+
+    inputs: (rows, T) int32, prompt + completion[:-1]; targets: (rows, T) the next tokens;
+    mask: (rows, T) float32, 1 on completion targets; old_logp: (rows, T) float32 behaviour
+    log-probs on those targets; advantages: (rows,) float32.
+    """
+
+    inputs: mx.array
+    targets: mx.array
+    mask: mx.array
+    old_logp: mx.array
+    advantages: mx.array
+
+
+def pack(samples: Sequence[Sample], rows: int, mask_truncated: bool) -> MicroBatch:
+    """Pack up to `rows` samples into one micro-batch (padding rows have an all-zero mask)."""
+    if not samples or len(samples) > rows:
+        raise ValueError(f"pack needs 1..{rows} samples, got {len(samples)}")
+    longest = max(len(s.prompt) + len(s.completion) - 1 for s in samples)
+    width = LENGTH_BUCKET * math.ceil(longest / LENGTH_BUCKET)
+    inputs = np.zeros((rows, width), np.int32)
+    targets = np.zeros((rows, width), np.int32)
+    mask = np.zeros((rows, width), np.float32)
+    old = np.zeros((rows, width), np.float32)
+    adv = np.zeros((rows,), np.float32)
+    for i, s in enumerate(samples):
+        full = np.asarray([*s.prompt, *s.completion], np.int32)
+        n = len(full) - 1
+        inputs[i, :n] = full[:-1]
+        targets[i, :n] = full[1:]
+        start = len(s.prompt) - 1  # the position whose next token is the first completion token
+        if not (mask_truncated and s.truncated):
+            mask[i, start:n] = 1.0
+        old[i, start:n] = np.asarray(s.behaviour_logprobs, np.float32)
+        adv[i] = s.advantage
+    return MicroBatch(
+        mx.array(inputs), mx.array(targets), mx.array(mask), mx.array(old), mx.array(adv)
+    )
+
+
+def loss_scale(loss_type: str, norm: LossNormalizer) -> float:
+    """The whole-batch factor that turns a unit-normalised micro-batch loss into its share."""
+    if loss_type == "grpo":
+        return 1.0 / norm.total_sequences
+    if loss_type == "bnpo":
+        return 1.0 / norm.num_micro_batches
+    if loss_type == "dr_grpo":
+        return 1.0 / (norm.total_sequences * norm.max_completion_length)
+    if loss_type == "dapo":
+        return 1.0 / max(norm.total_tokens, 1)
+    raise ValueError(f"unknown loss_type {loss_type!r}")
+
+
+def build_optimizer(cfg: TrainingConfig, total_updates: int) -> optim.Optimizer:
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio` (or constant)."""
+    peak = cfg.learning_rate
+    warmup = min(cfg.warmup_steps, max(total_updates - 1, 0))
+    if cfg.lr_schedule == "cosine":
+        decay = optim.cosine_decay(peak, max(total_updates - warmup, 1), peak * cfg.min_lr_ratio)
+    else:
+        decay = optim.linear_schedule(peak, peak, 1)  # constant
+    schedule = decay
+    if warmup > 0:
+        ramp = optim.linear_schedule(peak / (warmup + 1), peak, warmup)
+        schedule = optim.join_schedules([ramp, decay], [warmup])
+    return optim.AdamW(
+        learning_rate=schedule,
+        betas=[cfg.adam_beta1, cfg.adam_beta2],
+        weight_decay=cfg.weight_decay,
+    )
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    loss: float
+    kl: float
+    ratio_mean: float
+    clipped_low: float
+    clipped_high: float
+    grad_norm: float
+    learning_rate: float
+    tokens: int
+    logprob_mismatch: float  # mean |logp_train - logp_behaviour| on the first iteration
+
+
+class PolicyUpdater:
+    """Owns the optimizer and the compiled functions for one student."""
+
+    def __init__(
+        self,
+        student: Student,
+        grpo: GRPOConfig,
+        training: TrainingConfig,
+        temperature: float,
+        total_updates: int,
+    ) -> None:
+        self.student = student
+        self.grpo = grpo
+        self.training = training
+        self.temperature = temperature
+        self.optimizer = build_optimizer(training, total_updates)
+        model = student.model
+        self.optimizer.init(model.trainable_parameters())
+        if training.grad_checkpoint:
+            from mlx_lm.tuner.trainer import grad_checkpoint
+
+            grad_checkpoint(model.layers[0])
+        beta = grpo.beta
+
+        def token_logp(inputs: mx.array, targets: mx.array) -> mx.array:
+            return token_logprobs(model(inputs), targets, temperature)  # (b, T)
+
+        def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
+            logp = token_logprobs(model_(inputs), targets, temperature)  # (b, T)
+            loss, stats = policy_loss(
+                logp,
+                old_logp,
+                ref_logp if beta > 0 else None,
+                advantages,
+                mask,
+                epsilon_low=grpo.epsilon_low,
+                epsilon_high=grpo.epsilon_high,
+                beta=beta,
+                loss_type=grpo.loss_type,
+                norm=_UNIT,
+            )
+            mismatch = mx.stop_gradient((mx.abs(logp - old_logp) * mask).sum())
+            return loss * scale, (stats, mismatch)
+
+        value_and_grad = nn.value_and_grad(model, loss_fn)
+
+        def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
+            (loss, aux), grads = value_and_grad(
+                model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
+            )
+            if acc is not None:
+                grads = tree_map(mx.add, grads, acc)
+            return loss, aux, grads
+
+        def apply(grads):
+            if training.max_grad_norm > 0:
+                grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
+            else:
+                norm = mx.sqrt(sum((g * g).sum() for g in _leaves(grads)))
+            self.optimizer.update(model, grads)
+            return norm
+
+        if training.compile:
+            state = [model.state, self.optimizer.state]
+            self._token_logp = mx.compile(token_logp, inputs=[model.state])
+            self._micro_step = partial(mx.compile, inputs=state, outputs=state)(micro_step)
+            self._apply = partial(mx.compile, inputs=state, outputs=state)(apply)
+        else:
+            self._token_logp = token_logp
+            self._micro_step = micro_step
+            self._apply = apply
+
+    def reference_logprobs(self, batches: Sequence[MicroBatch]) -> list[mx.array]:
+        """Log-probs of each micro-batch's targets under the adapter-off model."""
+        out = []
+        self.student.model.eval()
+        with self.student.adapter_disabled():
+            for b in batches:
+                logp = self._token_logp(b.inputs, b.targets)  # (rows, T)
+                mx.eval(logp)
+                out.append(logp)
+        return out
+
+    def step(self, samples: Sequence[Sample]) -> UpdateStats:
+        """Run `num_iterations` optimizer updates on one rollout batch's samples."""
+        rows = self.training.micro_batch_size
+        chunks = [samples[i : i + rows] for i in range(0, len(samples), rows)]
+        batches = [pack(c, rows, self.grpo.mask_truncated_completions) for c in chunks]
+        total_tokens = int(sum(b.mask.sum().item() for b in batches))
+        norm = LossNormalizer(
+            total_sequences=len(samples),
+            total_tokens=total_tokens,
+            num_micro_batches=len(batches),
+            max_completion_length=max(len(s.completion) for s in samples),
+        )
+        scale = mx.array(loss_scale(self.grpo.loss_type, norm), mx.float32)
+        if self.grpo.beta > 0:
+            refs = self.reference_logprobs(batches)
+        else:
+            refs = [mx.zeros_like(b.old_logp) for b in batches]
+        model = self.student.model
+        model.train()
+        losses, kls, ratios, lows, highs, norms = [], [], [], [], [], []
+        mismatch = 0.0
+        lr = float(self.optimizer.learning_rate.item())
+        for iteration in range(self.grpo.num_iterations):
+            acc = None
+            loss_total = mx.array(0.0)
+            sums = {
+                "kl_sum": 0.0,
+                "ratio_sum": 0.0,
+                "clipped_low_sum": 0.0,
+                "clipped_high_sum": 0.0,
+            }
+            mismatch_sum = mx.array(0.0)
+            for b, ref in zip(batches, refs, strict=True):
+                loss, (stats, mm), acc = self._micro_step(
+                    b.inputs, b.targets, b.mask, b.old_logp, ref, b.advantages, scale, acc
+                )
+                mx.eval(loss, acc, stats, mm)
+                loss_total = loss_total + loss
+                mismatch_sum = mismatch_sum + mm
+                for key in sums:
+                    sums[key] += float(stats[key].item())
+            grad_norm = self._apply(acc)
+            mx.eval(grad_norm, model.parameters(), self.optimizer.state)
+            denom = max(total_tokens, 1)
+            losses.append(float(loss_total.item()))
+            kls.append(sums["kl_sum"] / denom)
+            ratios.append(sums["ratio_sum"] / denom)
+            lows.append(sums["clipped_low_sum"] / denom)
+            highs.append(sums["clipped_high_sum"] / denom)
+            norms.append(float(grad_norm.item()))
+            if iteration == 0:
+                mismatch = float(mismatch_sum.item()) / denom
+        model.eval()
+        return UpdateStats(
+            loss=float(np.mean(losses)),
+            kl=float(np.mean(kls)),
+            ratio_mean=float(np.mean(ratios)),
+            clipped_low=float(np.mean(lows)),
+            clipped_high=float(np.mean(highs)),
+            grad_norm=float(np.mean(norms)),
+            learning_rate=lr,
+            tokens=total_tokens,
+            logprob_mismatch=mismatch,
+        )
+
+
+def _leaves(tree) -> list[mx.array]:
+    from mlx.utils import tree_flatten
+
+    return [v for _, v in tree_flatten(tree)]

@@ -1,0 +1,36 @@
+"""Shared fixtures. Every test runs offline on CPU; the model is the tiny one built here."""
+
+import os
+
+# Set before anything imports huggingface_hub or transformers, which read these at import:
+# a test that would reach the hub fails at once instead of hanging on the network, and
+# tokenizers does not warn (or deadlock) when a test forks a process after it has run.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+from pathlib import Path
+
+import pytest
+
+from rfai.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Absolute path of a tiny random Qwen2 model folder (seed 0, default sizes).
+
+    Built once per session (once per worker under pytest-xdist) and shared by every test
+    that asks for it, so treat it as read-only: a test that writes next to the model
+    (adapters, a fused copy) copies it first with `shutil.copytree`. File permissions
+    cannot enforce this, as CI containers often run tests as root.
+    """
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny_model") / "model", seed=0)
+    # Fail here, naming the folder, rather than in whichever test happens to load it first.
+    missing = [
+        name
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+        if not (model_dir / name).is_file()
+    ]
+    if missing:
+        raise RuntimeError(f"tiny model build in {model_dir} did not write {missing}")
+    return model_dir

@@ -1,0 +1,185 @@
+"""The sandbox for real: one adversarial program per property it claims to cover."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scorers.sandbox import SandboxLimits, python_argv, run_process
+
+FAST = SandboxLimits(wall_seconds=5.0, cpu_seconds=5.0)
+
+
+def run_python(source: str, limits: SandboxLimits = FAST, **kwargs):
+    return run_process(python_argv("main.py"), files={"main.py": source}, limits=limits, **kwargs)
+
+
+def process_alive(pid: int) -> bool:
+    """True if pid is a live process (a zombie awaiting its reaper counts as gone)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self").exists():
+        try:
+            # The state letter follows the ")" that closes the command name.
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_runs_in_fresh_temp_dir_with_given_files():
+    source = (
+        "import os\n"
+        "print(os.getcwd())\n"
+        "print(sorted(os.listdir('.')))\n"
+        "print(open('data.txt').read())"
+    )
+    result = run_process(
+        python_argv("main.py"),
+        files={"main.py": source, "data.txt": "hello", "sub/x.txt": "x"},
+        limits=FAST,
+    )
+    assert result.returncode == 0, result.stderr
+    cwd, listing, data = result.stdout.splitlines()
+    assert listing == "['data.txt', 'main.py', 'sub']"
+    assert data == "hello"
+    assert not Path(cwd).exists()  # deleted afterwards
+
+
+@pytest.mark.parametrize("name", ["../escape.py", "/etc/passwd", ""])
+def test_file_names_must_stay_inside_the_dir(name):
+    with pytest.raises(ValueError, match="relative"):
+        run_process(["true"], files={name: "x"}, limits=FAST)
+
+
+def test_parent_environment_does_not_leak(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "secret-token-value")
+    result = run_python("import os\nprint(sorted(os.environ))\nprint(os.environ.get('HF_TOKEN'))")
+    assert result.returncode == 0, result.stderr
+    names, token = result.stdout.splitlines()
+    assert token == "None"
+    assert "secret-token-value" not in result.stdout
+    passed = {"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED"}
+    # Python itself may add LC_CTYPE (PEP 538 locale coercion) where C.UTF-8 is missing.
+    assert passed <= set(eval(names)) <= passed | {"LC_CTYPE"}
+
+
+def test_stdin_is_empty():
+    result = run_python("try:\n    input()\nexcept EOFError:\n    print('eof')")
+    assert result.stdout == "eof\n"
+
+
+def test_wall_timeout_kills_within_limit():
+    limits = SandboxLimits(wall_seconds=1.0, cpu_seconds=30.0)
+    result = run_python("import time\nprint('started', flush=True)\ntime.sleep(60)", limits)
+    assert result.timed_out
+    assert result.returncode == -signal.SIGKILL
+    assert result.stdout == "started\n"  # output written before the kill is kept
+    assert 1.0 <= result.wall_seconds < 2.0
+
+
+def test_cpu_limit_stops_a_busy_loop():
+    limits = SandboxLimits(wall_seconds=20.0, cpu_seconds=1.0)
+    result = run_python("while True:\n    pass", limits)
+    assert result.timed_out
+    assert result.returncode == -signal.SIGXCPU
+    assert result.wall_seconds < limits.wall_seconds  # the CPU limit, not the wall limit
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="RLIMIT_AS is not enforced on macOS")
+def test_memory_limit():
+    limits = SandboxLimits(memory_mb=256)
+    result = run_python("block = bytearray(1024 * 2**20)\nprint('allocated')", limits)
+    assert result.memory_exceeded
+    assert result.returncode != 0
+    assert "allocated" not in result.stdout
+    # The limit applied to the child only: this process can still allocate that much.
+    assert len(bytearray(300 * 2**20)) == 300 * 2**20
+
+
+def test_stdout_flood_is_capped_and_killed():
+    limits = SandboxLimits(output_bytes=4096)
+    start = time.monotonic()
+    result = run_python("while True:\n    print('x' * 1000)", limits)
+    assert result.output_exceeded
+    assert len(result.stdout) == 4096
+    assert result.returncode == -signal.SIGKILL
+    assert time.monotonic() - start < 3.0
+
+
+def test_file_size_limit():
+    limits = SandboxLimits(max_file_bytes=2**20)
+    result = run_python("open('big', 'wb').write(b'0' * 2 * 2**20)", limits)
+    # Python ignores SIGXFSZ, so the write fails with EFBIG instead of killing the process.
+    assert result.returncode != 0
+    assert "File too large" in result.stderr
+
+
+def test_open_files_limit():
+    limits = SandboxLimits(max_open_files=32)
+    result = run_python("handles = [open('f%d' % i, 'w') for i in range(100)]", limits)
+    assert result.returncode != 0
+    assert "Too many open files" in result.stderr
+
+
+def test_daemon_left_behind_is_killed():
+    # Double fork: the grandchild is orphaned (re-parented away from our process), stays in
+    # the sandbox's process group, and must not outlive the run.
+    source = """
+import os
+child = os.fork()
+if child == 0:
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        os.execvp("sleep", ["sleep", "30"])
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+    # RLIMIT_NPROC counts all of this user's processes; lift it so forking works on a desktop.
+    result = run_python(source, SandboxLimits(max_processes=100_000))
+    assert result.returncode == 0, result.stderr
+    daemon_pid = int(result.stdout.strip())
+    deadline = time.monotonic() + 3.0
+    while process_alive(daemon_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not process_alive(daemon_pid)
+    assert result.wall_seconds < 3.0  # did not wait for the sleep
+
+
+def test_report_channel_is_separate_from_stdout():
+    source = (
+        "import os\n"
+        "fd = int(os.environ['SANDBOX_REPORT_FD'])\n"
+        "os.write(fd, b'report line\\n')\n"
+        "print('stdout line')"
+    )
+    result = run_python(source, report_channel=True)
+    assert result.report == "report line\n"
+    assert result.stdout == "stdout line\n"
+
+
+def test_missing_command_reports_exit_127():
+    result = run_process(["rfai-no-such-command"], files={}, limits=FAST)
+    assert result.returncode == 127
+    assert "cannot execute" in result.stderr
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match="wall_seconds"):
+        SandboxLimits(wall_seconds=0)
+    with pytest.raises(ValueError, match="max_open_files"):
+        SandboxLimits(max_open_files=3)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="RLIMIT_NPROC is not enforced for root")
+def test_process_limit_refuses_fork():
+    # The user already runs at least this test's process, so a limit of 1 refuses any fork.
+    source = "import os\ntry:\n    os.fork()\nexcept BlockingIOError:\n    print('refused')"
+    result = run_python(source, SandboxLimits(max_processes=1))
+    assert result.stdout == "refused\n"
