@@ -4,7 +4,10 @@ A checkpoint is a folder `checkpoints/step_NNNNNN/` with:
 - `adapters.safetensors` + `adapter_config.json`: mlx-lm's adapter format, so the folder
   works with `mlx_lm.generate --adapter-path`;
 - `optimizer.safetensors`: the flattened optimizer state (moments, step count);
-- `state.json`: step, MLX and sampler RNG positions, dataset byte offsets, run id.
+- `state.json`: step, sampler position, dataset byte offsets, run id, and the MLX random key
+  at save time (for the record: MLX cannot set a key directly, so the trainer reseeds from
+  (training.seed, step) at the start of every step, which makes the random stream after a
+  resume the same as in an uninterrupted run).
 It is written into a temporary sibling folder and renamed into place, then `latest` (a file
 naming the folder) is replaced atomically, so a crash leaves either the old or the new
 checkpoint, never a half-written one.
@@ -22,7 +25,7 @@ from typing import Any
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten
 
 from rfai.student import Student
 
@@ -50,11 +53,12 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 
 def rng_state() -> list[list[int]]:
-    return [np.array(s).tolist() for s in mx.random.state]
+    return [np.array(mx.random.state[i]).tolist() for i in range(len(mx.random.state))]
 
 
-def set_rng_state(state: list[list[int]]) -> None:
-    mx.random.state[:] = [mx.array(np.array(s, dtype=np.uint32)) for s in state]
+def step_seed(seed: int, step: int) -> int:
+    """The MLX seed for a step: a pure function of (seed, step), so resume replays it."""
+    return (seed * 1_000_003 + step) % 2**32
 
 
 def save_checkpoint(
@@ -79,8 +83,10 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(tmp, final)
     _write_json_atomic(folder / LATEST, {"checkpoint": final.name, "step": state.step})
-    kept = sorted(p for p in folder.glob("step_*") if p.is_dir())
-    for old in kept[:-keep_last]:
+    # Never prune the checkpoint just written, which `latest` names: after a resume from an
+    # older checkpoint, later-numbered folders of the abandoned run sort after it by name.
+    others = sorted(p for p in folder.glob("step_*") if p.is_dir() and p != final)
+    for old in others[: max(len(others) - (keep_last - 1), 0)]:
         shutil.rmtree(old)
     return final
 
@@ -92,22 +98,52 @@ def latest_checkpoint(folder: Path) -> Path | None:
     name = json.loads(pointer.read_text())["checkpoint"]
     path = folder / name
     if not (path / STATE_FILE).exists():
+        # Deleting `latest` would make the folder look checkpoint-free, so the advice is to
+        # point it at a complete checkpoint instead.
+        complete = sorted(p.name for p in folder.glob("step_*") if (p / STATE_FILE).exists())
         raise RuntimeError(
-            f"{pointer} names {name}, which is missing or incomplete; delete {pointer} to "
-            "resume from an older checkpoint, or start a new run"
+            f"{pointer} names {name}, which is missing or incomplete. To resume from an "
+            f"older checkpoint, edit {pointer} to name one of {complete or 'none left'} "
+            f'(e.g. {{"checkpoint": "step_000050", "step": 50}}), or start a new run in '
+            "another training.output_dir"
         )
     return path
 
 
+def _assign_leaves(tree: dict, flat: dict[str, mx.array], path: Path) -> None:
+    """Put saved leaves into the existing optimizer state tree, in place.
+
+    In place because compiled steps hold a reference to this very dict; leaf by leaf because
+    a flatten/unflatten round trip drops the empty sub-trees (modules without trainable
+    parameters) that the optimizer's tree_map expects to find.
+    """
+    expected = {k for k, _ in tree_flatten(tree)}
+    if expected and expected != set(flat):
+        missing = sorted(expected - set(flat))[:3]
+        raise ValueError(
+            f"optimizer state in {path} does not match this run's trainable parameters "
+            f"(e.g. missing {missing}); was the checkpoint made with other student settings?"
+        )
+    for key, value in flat.items():
+        parts = key.split(".")
+        node = tree
+        for part in parts[:-1]:
+            child = node[int(part)] if isinstance(node, list) else node.get(part)
+            if child is None:
+                child = {}
+                node[part] = child
+            node = child
+        if isinstance(node, list):
+            node[int(parts[-1])] = value
+        else:
+            node[parts[-1]] = value
+
+
 def load_checkpoint(path: Path, student: Student, optimizer: optim.Optimizer) -> TrainingState:
-    """Restore adapter weights, optimizer state and RNG from `path`; returns its state."""
+    """Restore adapter weights and optimizer state from `path`; returns its state."""
     student.load_adapter(path)
     flat = mx.load(str(path / OPTIMIZER_FILE))
-    # In place: compiled steps hold a reference to this very dict.
-    optimizer.state.clear()
-    optimizer.state.update(tree_unflatten(list(flat.items())))
+    _assign_leaves(optimizer.state, flat, path)
     mx.eval(optimizer.state)
     data = json.loads((path / STATE_FILE).read_text())
-    state = TrainingState(**data)
-    set_rng_state(state.rng_state)
-    return state
+    return TrainingState(**data)

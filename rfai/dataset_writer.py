@@ -86,12 +86,25 @@ class DatasetWriter:
                     )
                 with path.open("rb") as f:
                     f.seek(keep)
-                    tail = f.read().decode("utf-8", errors="replace").splitlines()
+                    # Split on b"\n" only: str.splitlines also breaks at U+2028, U+0085, ...,
+                    # which json.dumps(ensure_ascii=False) leaves unescaped inside strings.
+                    tail = f.read().split(b"\n")
+                # The piece after the last newline is empty, or a line cut short by a crash
+                # (part of what is rolled back); every complete line must be a row of run_id.
+                partial = tail.pop()
                 for n, line in enumerate(tail, 1):
                     try:
-                        other = json.loads(line).get("run_id")
-                    except json.JSONDecodeError:
-                        continue  # a line cut short by a crash: part of what is rolled back
+                        row = json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        row = None
+                    if not isinstance(row, dict):
+                        raise RuntimeError(
+                            f"{path}: line {n} after the checkpoint's offset is not a JSON row; "
+                            "something other than this run wrote to the file. Refusing to "
+                            "truncate it: move that file aside or resume into another "
+                            "dataset_output_dir."
+                        )
+                    other = row.get("run_id")
                     if other != run_id:
                         raise RuntimeError(
                             f"{path}: row {n} after the checkpoint's offset belongs to run "
@@ -99,7 +112,7 @@ class DatasetWriter:
                             "file aside or resume into another dataset_output_dir."
                         )
                 os.truncate(path, keep)
-                removed[split] = len(tail)
+                removed[split] = len(tail) + (1 if partial else 0)
         return removed
 
     def close(self) -> None:

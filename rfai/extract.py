@@ -2,7 +2,8 @@
 
 The rule, in order (the first that applies wins):
 1. fenced blocks tagged with the task's language (```python, ```py, ```cpp, ```rust, ...):
-   the first one that defines the task's entry point, else the longest;
+   the first one that defines the task's entry point (a definition, not a call), else the
+   longest;
 2. untagged fenced blocks (```), by the same preference;
 3. blocks tagged with another language are ignored (an answer in the wrong language fails);
 4. an opening fence that never closes (the completion was truncated inside the block): the
@@ -32,16 +33,28 @@ class ExtractedCode:
     method: str  # "fenced" | "fenced_untagged" | "unterminated_fence" | "no_fence" | "empty"
 
 
-def _defines(code: str, entry_point: str | None) -> bool:
-    if not entry_point:
-        return False
-    return re.search(rf"\b{re.escape(entry_point)}\s*[(<]", code) is not None
+def _definition_pattern(language: str, entry_point: str) -> re.Pattern[str]:
+    """A definition of `entry_point`, not a mere call: a usage example such as
+    `print(add(1, 2))` must not win over the block that defines `add`."""
+    name = re.escape(entry_point)
+    if language == "python":
+        return re.compile(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{name}\s*\(", re.MULTILINE)
+    if language == "rust":
+        return re.compile(rf"\bfn\s+{name}\s*[(<]")
+    # C++: a return type (or `>`, `*`, `&` of one) before the name, and a body after the
+    # parameter list, e.g. `std::vector<int> add(int a, int b) const {`.
+    return re.compile(
+        rf"[\w>*&]\s+[*&]*{name}\s*(?:<[^;{{}}()]*>\s*)?\([^;{{}}]*\)"
+        rf"[\w\s:&<>,\-]*\{{"
+    )
 
 
-def _pick(blocks: list[str], entry_point: str | None) -> str:
-    for block in blocks:
-        if _defines(block, entry_point):
-            return block
+def _pick(blocks: list[str], language: str, entry_point: str | None) -> str:
+    if entry_point:
+        pattern = _definition_pattern(language, entry_point)
+        for block in blocks:
+            if pattern.search(block):
+                return block
     return max(blocks, key=len)
 
 
@@ -60,9 +73,9 @@ def extract_code(text: str, language: str, entry_point: str | None = None) -> Ex
         elif not tag:
             untagged.append(body)
     if tagged:
-        return ExtractedCode(_pick(tagged, entry_point).strip("\n"), "fenced")
+        return ExtractedCode(_pick(tagged, language, entry_point).strip("\n"), "fenced")
     if untagged:
-        return ExtractedCode(_pick(untagged, entry_point).strip("\n"), "fenced_untagged")
+        return ExtractedCode(_pick(untagged, language, entry_point).strip("\n"), "fenced_untagged")
     opening = _OPEN_FENCE.search(text, last_end)
     if opening is not None:
         tag = opening.group(1).strip().lower()

@@ -119,12 +119,30 @@ class Student:
                 f"(missing {missing}, unexpected {extra}); was it trained with other "
                 "student.adapter settings?"
             )
+        # Same names but other shapes (another rank) would otherwise load without complaint
+        # and fail later inside a matmul, far from the cause.
+        wrong_shape = [
+            f"{name}: file {tuple(weights[name].shape)}, student {tuple(value.shape)}"
+            for name, value in expected.items()
+            if weights[name].shape != value.shape
+        ]
+        if wrong_shape:
+            raise ValueError(
+                f"adapter in {folder} has other shapes than the student's adapter "
+                f"({'; '.join(wrong_shape[:3])}); was it trained with another "
+                "student.adapter.rank or another model?"
+            )
         self.model.update(tree_unflatten(list(weights.items())))
         mx.eval(self.model.parameters())
 
 
 def _is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
+
+
+def _looks_like_local_path(path: str) -> bool:
+    """A Hub id is `name` or `org/name`; anything else can only be a folder."""
+    return path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
 
 
 def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code: bool):
@@ -137,7 +155,14 @@ def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code:
         # Any failure here (no network, unknown repo, missing files) ends the run; the
         # original exception is chained so nothing is hidden.
         local = Path(path).exists()
-        where = f"the local folder {path}" if local else f"'{path}' from the Hugging Face Hub"
+        if local:
+            where = f"the local folder {path}"
+        elif _looks_like_local_path(path):
+            # mlx_lm.load takes any missing path for a Hub id, so its own error is about an
+            # invalid repo id; the user meant a folder.
+            where = f"{path}: there is no such local folder (and it is not a Hub id)"
+        else:
+            where = f"'{path}' from the Hugging Face Hub"
         raise StudentLoadError(
             f"Could not load the student model {where}: {type(exc).__name__}: {exc}\n"
             "If this machine is offline or the Hub id is wrong, download the model elsewhere "

@@ -40,6 +40,7 @@ from rfai.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
+    step_seed,
 )
 from rfai.config import Config, save_config
 from rfai.dataset_writer import DatasetWriter
@@ -100,6 +101,12 @@ class Trainer:
         self.config = config
         self.paths = RunPaths.from_config(config)
         self.paths.output_dir.mkdir(parents=True, exist_ok=True)
+        if config.huggingface.upload_datasets:
+            raise TrainingError(
+                "huggingface.upload_datasets: uploading after training is not part of this "
+                "rfai version yet; set it to false (rows still stream to "
+                f"{self.paths.dataset_dir})"
+            )
         existing = latest_checkpoint(self.paths.checkpoints)
         if resume and existing is None:
             raise TrainingError(
@@ -221,6 +228,7 @@ class Trainer:
         cfg = self.config
         t0 = time.perf_counter()
         mx.reset_peak_memory()
+        mx.random.seed(step_seed(cfg.training.seed, step))
         batch = self.sampler.next_batch(cfg.rollout.batch_size)
         answers = self.teacher.solve(batch)
         tasks: list[Task] = []

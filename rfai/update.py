@@ -130,7 +130,7 @@ class UpdateStats:
     clipped_low: float
     clipped_high: float
     grad_norm: float
-    learning_rate: float
+    learning_rate: float  # the rate the first optimizer update of this step used
     tokens: int
     logprob_mismatch: float  # mean |logp_train - logp_behaviour| on the first iteration
 
@@ -198,7 +198,9 @@ class PolicyUpdater:
             return norm
 
         if training.compile:
-            state = [model.state, self.optimizer.state]
+            # mx.random.state is part of the state so LoRA dropout draws a new mask each call;
+            # without it the compiled graph bakes in one key and reuses the same mask forever.
+            state = [model.state, self.optimizer.state, mx.random.state]
             self._token_logp = mx.compile(token_logp, inputs=[model.state])
             self._micro_step = partial(mx.compile, inputs=state, outputs=state)(micro_step)
             self._apply = partial(mx.compile, inputs=state, outputs=state)(apply)
@@ -239,7 +241,9 @@ class PolicyUpdater:
         model.train()
         losses, kls, ratios, lows, highs, norms = [], [], [], [], [], []
         mismatch = 0.0
-        lr = float(self.optimizer.learning_rate.item())
+        # The optimizer evaluates its schedule inside `update`, so `learning_rate` read before
+        # the first update of this step is the previous update's rate; read it after instead.
+        lr = float("nan")
         for iteration in range(self.grpo.num_iterations):
             acc = None
             loss_total = mx.array(0.0)
@@ -261,6 +265,8 @@ class PolicyUpdater:
                     sums[key] += float(stats[key].item())
             grad_norm = self._apply(acc)
             mx.eval(grad_norm, model.parameters(), self.optimizer.state)
+            if iteration == 0:
+                lr = float(self.optimizer.learning_rate.item())
             denom = max(total_tokens, 1)
             losses.append(float(loss_total.item()))
             kls.append(sums["kl_sum"] / denom)

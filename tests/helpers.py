@@ -1,0 +1,46 @@
+"""Helpers shared by the end-to-end tests: run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    return env
+
+
+def tiny_run_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
+    """`train_rfai.py` on configs/tiny.yaml, redirected into `out` (run and dataset folders)."""
+    return [
+        sys.executable,
+        str(REPO / "train_rfai.py"),
+        "--config",
+        str(REPO / "configs" / "tiny.yaml"),
+        "--model",
+        str(model_dir),
+        "--set",
+        f"training.output_dir={out / 'run'}",
+        "--set",
+        f"huggingface.dataset_output_dir={out / 'datasets'}",
+        "--set",
+        "logging.rich=false",
+        *extra,
+    ]
+
+
+def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -1,0 +1,109 @@
+"""End to end: `python train_rfai.py` on the tiny model, as a user runs it."""
+
+import json
+
+import mlx.core as mx
+import pandas as pd
+import pytest
+from mlx_lm import load
+
+from tests.helpers import read_rows, run_cli, tiny_run_args
+
+REQUIRED_FIELDS = {
+    "prompt",
+    "language",
+    "student_code",
+    "teacher_code",
+    "student_score",
+    "teacher_score",
+    "reward",
+    "scoring_breakdown",
+    "timestamp",
+}
+TRACE_FIELDS = {
+    "student_breakdown",
+    "teacher_breakdown",
+    "task_id",
+    "step",
+    "group_index",
+    "sample_index",
+    "completion_tokens",
+    "finish_reason",
+    "tests_passed",
+    "tests_total",
+    "run_id",
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    args = tiny_run_args(
+        tiny_model_dir, out, "--set", "training.steps=3", "--set", "checkpoint.every_steps=2"
+    )
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    return out, proc
+
+
+def test_every_sample_is_a_row_with_the_documented_fields(finished_run):
+    out, _ = finished_run
+    rows = read_rows(out / "datasets" / "train.jsonl")
+    # configs/tiny.yaml: batch_size 4 x group_size 4 samples per step, 3 steps.
+    assert len(rows) == 3 * 4 * 4
+    for row in rows:
+        assert REQUIRED_FIELDS | TRACE_FIELDS <= set(row), set(
+            REQUIRED_FIELDS | TRACE_FIELDS
+        ) - set(row)
+        assert row["language"] == "python"
+        assert 0.0 <= row["student_score"] <= 1.0
+        assert row["teacher_score"] == 1.0  # reference solutions pass their own tests
+        assert row["scoring_breakdown"] == {"correctness": 1.0}
+        assert row["reward"] == pytest.approx(row["student_score"] / row["teacher_score"])
+    keys = {(r["step"], r["group_index"], r["sample_index"]) for r in rows}
+    assert len(keys) == len(rows)
+    frame = pd.read_json(out / "datasets" / "train.jsonl", lines=True)
+    assert len(frame) == len(rows) and set(frame.columns) >= REQUIRED_FIELDS
+
+
+def test_run_folder_has_config_metrics_checkpoints_and_adapter(finished_run, tiny_model_dir):
+    out, _ = finished_run
+    run = out / "run"
+    assert "steps: 3" in (run / "config.yaml").read_text()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    assert all(m["updated"] and m["loss"] is not None for m in metrics)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
+    assert checkpoints == ["step_000002", "step_000003"]
+    # The final adapter is in mlx-lm's format: mlx_lm.load applies it.
+    model, _ = load(str(tiny_model_dir), adapter_path=str(run / "adapters"))
+    assert mx.array(model(mx.array([[1, 2, 3]]))).shape == (1, 3, 1024)
+
+
+def test_second_run_into_the_same_folder_is_refused(finished_run, tiny_model_dir):
+    out, _ = finished_run
+    proc = run_cli(tiny_run_args(tiny_model_dir, out, "--set", "training.steps=3"))
+    assert proc.returncode == 2
+    assert "--resume" in proc.stderr and "already holds checkpoints" in proc.stderr
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_model_dir, tmp_path):
+    proc = run_cli(tiny_run_args(tiny_model_dir, tmp_path, "--resume"))
+    assert proc.returncode == 2
+    assert "no checkpoint" in proc.stderr
+
+
+def test_config_error_names_key_and_file(tiny_model_dir, tmp_path):
+    proc = run_cli(tiny_run_args(tiny_model_dir, tmp_path, "--set", "rollout.gruop_size=2"))
+    assert proc.returncode == 2
+    assert (
+        "rollout.gruop_size" in proc.stderr and "did you mean 'rollout.group_size'" in proc.stderr
+    )
+
+
+def test_unreachable_model_says_how_to_use_a_local_folder(tmp_path):
+    args = tiny_run_args(tmp_path / "no-such-model", tmp_path)
+    proc = run_cli(args)
+    assert proc.returncode == 2
+    assert "Could not load the student model" in proc.stderr
+    assert "--model" in proc.stderr
