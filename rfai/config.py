@@ -90,6 +90,7 @@ class RolloutConfig:
     temperature: float = 1.0
     prefill_batch_size: int = 64
     completion_batch_size: int = 256
+    fuse_adapter: bool = True
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "rollout.batch_size", "must be >= 1")
@@ -166,7 +167,7 @@ class TrainingConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
-    micro_batch_size: int = 8
+    micro_batch_size: int = 4
     grad_checkpoint: bool = False
     compile: bool = True
     seed: int = 0

@@ -84,6 +84,45 @@ class Student:
         finally:
             self.model.update(tree_unflatten(current))
 
+    def can_fuse(self) -> bool:
+        """Whether `adapter_fused` changes anything: adapters over unquantized weights."""
+        return not self.quantized and self.config.adapter.fine_tune_type != "full"
+
+    @contextlib.contextmanager
+    def adapter_fused(self) -> Iterator[None]:
+        """Within the block every adapted layer is one plain linear layer W + scale * B^T A^T.
+
+        Decoding then runs at the base model's speed (each LoRA layer otherwise adds two small
+        matmuls per token per layer). The merged weights differ from the adapter forward by
+        the dtype's rounding only; the trainer logs the resulting log-prob gap
+        (`logprob_mismatch`). Quantized bases are left as they are: re-quantizing W + delta
+        would change the policy, not just round it.
+        """
+        if not self.can_fuse():
+            yield
+            return
+        from mlx_lm.tuner.dora import DoRALinear
+        from mlx_lm.tuner.lora import LoRALinear
+
+        originals, fused = [], []
+        for name, module in self.model.named_modules():
+            if isinstance(module, LoRALinear) and type(module.linear) is nn.Linear:
+                base = module.linear
+                delta = (module.scale * module.lora_b.T) @ module.lora_a.T  # (out, in)
+                weight = base.weight + delta.astype(base.weight.dtype)
+                bias = base.bias if "bias" in base else None
+                fused.append((name, _MergedLinear(weight, bias)))
+                originals.append((name, module))
+            elif isinstance(module, DoRALinear | LoRALinear):
+                fused.append((name, module.fuse()))
+                originals.append((name, module))
+        self.model.update_modules(tree_unflatten(fused))
+        mx.eval(self.model.parameters())
+        try:
+            yield
+        finally:
+            self.model.update_modules(tree_unflatten(originals))
+
     def adapter_config(self) -> dict[str, Any]:
         """`adapter_config.json` in the shape `mlx_lm.tuner.utils.load_adapters` reads."""
         cfg = self.config.adapter
@@ -136,6 +175,16 @@ class Student:
         mx.eval(self.model.parameters())
 
 
+class _MergedLinear(nn.Linear):
+    """nn.Linear around given arrays (nn.Linear's own __init__ would draw random weights)."""
+
+    def __init__(self, weight: mx.array, bias: mx.array | None) -> None:
+        nn.Module.__init__(self)
+        self.weight = weight
+        if bias is not None:
+            self.bias = bias
+
+
 def _is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, nn.QuantizedLinear) for _, m in model.named_modules())
 
@@ -175,11 +224,18 @@ def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code:
 
 def load_student(config: StudentConfig, seed: int = 0) -> Student:
     """Load the student and attach trainable adapters as `config.adapter` says."""
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
     model, tokenizer = load_model_and_tokenizer(
         config.path, config.revision, config.trust_remote_code
     )
+    return prepare_student(model, tokenizer, config, seed)
+
+
+def prepare_student(
+    model: nn.Module, tokenizer: Any, config: StudentConfig, seed: int = 0
+) -> Student:
+    """Attach adapters to an already loaded mlx-lm model (benchmarks build random ones)."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
     quantized = _is_quantized(model)
     adapter = config.adapter
     if adapter.fine_tune_type == "full":

@@ -265,8 +265,15 @@ def build_tiny_model(
     intermediate_size: int = 128,
     vocab_size: int = 1024,
     overwrite: bool = False,
+    model_vocab_size: int | None = None,
+    dtype: str = "float32",
 ) -> Path:
     """Write a tiny random Qwen2 model folder that `mlx_lm.load(out_dir)` opens.
+
+    `model_vocab_size` makes the embedding larger than the tokenizer (as in real Qwen
+    checkpoints, whose embedding is padded past the tokenizer): benchmarks use it with real
+    model dimensions to get a random model of a real shape; ids past the tokenizer decode to
+    "". `dtype` is the weights' dtype (float32, bfloat16 or float16).
 
     The folder is built next to `out_dir` and moved into place at the end, so `out_dir`
     never holds a half-written model. With `overwrite=True` an existing model folder
@@ -285,12 +292,18 @@ def build_tiny_model(
         num_heads=num_heads,
         num_kv_heads=num_kv_heads,
         intermediate_size=intermediate_size,
-        vocab_size=vocab_size,
+        vocab_size=model_vocab_size or vocab_size,
         special_ids=special_ids,
     )
+    if model_vocab_size is not None and model_vocab_size < vocab_size:
+        raise ValueError(f"model_vocab_size={model_vocab_size} < vocab_size={vocab_size}")
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    config["torch_dtype"] = dtype
     # mlx-lm's own class, so parameter names and shapes are what its loader expects.
     mx.random.seed(seed)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    model.set_dtype(getattr(mx, dtype))
     mx.eval(model.parameters())
 
     out.parent.mkdir(parents=True, exist_ok=True)

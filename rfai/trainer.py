@@ -25,6 +25,7 @@ import os
 import time
 import uuid
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,7 +98,10 @@ def _now() -> str:
 
 
 class Trainer:
-    def __init__(self, config: Config, *, resume: bool = False) -> None:
+    def __init__(
+        self, config: Config, *, resume: bool = False, student: Student | None = None
+    ) -> None:
+        """`student`: an already prepared student (benchmarks); default: load `config.student`."""
         self.config = config
         self.paths = RunPaths.from_config(config)
         self.paths.output_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +141,7 @@ class Trainer:
             ),
         )
         self.workers = sc.workers or os.cpu_count() or 1
-        self.student: Student = load_student(config.student, seed=config.training.seed)
+        self.student: Student = student or load_student(config.student, seed=config.training.seed)
         self.student.model.eval()
         self.updater = PolicyUpdater(
             self.student,
@@ -255,18 +259,20 @@ class Trainer:
             )
 
         prompts = [self.student.prompt_tokens(t) for t in tasks]
-        completions, gen_stats = generate_groups(
-            self.student.model,
-            self.student.tokenizer,
-            prompts,
-            cfg.rollout.group_size,
-            max_new_tokens=cfg.rollout.max_new_tokens,
-            temperature=cfg.rollout.temperature,
-            prefill_batch_size=cfg.rollout.prefill_batch_size,
-            completion_batch_size=cfg.rollout.completion_batch_size,
-            on_complete=on_complete,
-        )
+        with self.student.adapter_fused() if cfg.rollout.fuse_adapter else nullcontext():
+            completions, gen_stats = generate_groups(
+                self.student.model,
+                self.student.tokenizer,
+                prompts,
+                cfg.rollout.group_size,
+                max_new_tokens=cfg.rollout.max_new_tokens,
+                temperature=cfg.rollout.temperature,
+                prefill_batch_size=cfg.rollout.prefill_batch_size,
+                completion_batch_size=cfg.rollout.completion_batch_size,
+                on_complete=on_complete,
+            )
         t_gen = time.perf_counter()
+        generation_peak = mx.get_peak_memory()
         scored = [futures[c.index].result() for c in completions]
         # Behaviour log-probs exist only after generation ends; attach them by index.
         scored = [
@@ -278,8 +284,10 @@ class Trainer:
         samples, group_rewards, dropped_equal = self._select_groups(scored, prompts, step)
         skipped += len(tasks) - len(group_rewards) - dropped_equal
         update = None
+        mx.reset_peak_memory()
         if samples:
             update = self.updater.step(samples)
+        update_peak = mx.get_peak_memory()
         t_update = time.perf_counter()
 
         valid = [s for s in scored if s.student is not None]
@@ -300,7 +308,9 @@ class Trainer:
             "step_seconds": t_update - t0,
             "generation_tps": gen_stats.tokens_per_second,
             "generated_tokens": gen_stats.generated_tokens,
-            "peak_memory_gb": mx.get_peak_memory() / 1e9,
+            "peak_memory_gb": max(generation_peak, update_peak) / 1e9,
+            "generation_peak_memory_gb": generation_peak / 1e9,
+            "update_peak_memory_gb": update_peak / 1e9,
         }
         if update is not None:
             metrics.update(

@@ -6,12 +6,12 @@ gradients of all micro-batches are accumulated and then applied in one optimizer
 (gradient clipping first). Old log-probs are the behaviour log-probs stored at sampling time,
 so iterations after the first are genuinely off-policy and the clipped ratio matters.
 
-Normalisation under accumulation: the compiled step computes each loss type's
-micro-batch numerator with a unit `LossNormalizer`, and the whole-batch constant (1 / total
-tokens for dapo, 1 / N for grpo, ...) comes in as an array `scale`. That keeps every
-batch-dependent number out of the traced graph, so the step is compiled once per padded shape
-instead of once per batch. Sequence lengths are padded up to a multiple of `LENGTH_BUCKET`
-and micro-batches to a fixed number of rows for the same reason.
+Normalisation under accumulation: the compiled loss computes each loss type's micro-batch
+numerator with a unit `LossNormalizer`, and the whole-batch constant (1 / total tokens for
+dapo, 1 / N for grpo, ...) comes in as an array `scale`. That keeps every batch-dependent
+number out of the traced graph, so it is traced once per padded shape instead of once per
+batch. All micro-batches of a rollout batch share one width (the longest sample, rounded up
+to a multiple of `LENGTH_BUCKET`) and a fixed number of rows for the same reason.
 """
 
 from __future__ import annotations
@@ -64,12 +64,27 @@ class MicroBatch:
     advantages: mx.array
 
 
-def pack(samples: Sequence[Sample], rows: int, mask_truncated: bool) -> MicroBatch:
-    """Pack up to `rows` samples into one micro-batch (padding rows have an all-zero mask)."""
+def padded_width(samples: Sequence[Sample]) -> int:
+    """The longest input among `samples`, rounded up to a multiple of LENGTH_BUCKET."""
+    longest = max(len(s.prompt) + len(s.completion) - 1 for s in samples)
+    return LENGTH_BUCKET * math.ceil(longest / LENGTH_BUCKET)
+
+
+def pack(
+    samples: Sequence[Sample], rows: int, mask_truncated: bool, width: int | None = None
+) -> MicroBatch:
+    """Pack up to `rows` samples into one micro-batch (padding rows have an all-zero mask).
+
+    `width` (default: this micro-batch's own `padded_width`) lets every micro-batch of a
+    rollout batch share one shape, so the compiled step is traced once per batch width.
+    """
     if not samples or len(samples) > rows:
         raise ValueError(f"pack needs 1..{rows} samples, got {len(samples)}")
-    longest = max(len(s.prompt) + len(s.completion) - 1 for s in samples)
-    width = LENGTH_BUCKET * math.ceil(longest / LENGTH_BUCKET)
+    own = padded_width(samples)
+    if width is None:
+        width = own
+    elif width < own:
+        raise ValueError(f"width {width} is shorter than the longest sample ({own})")
     inputs = np.zeros((rows, width), np.int32)
     targets = np.zeros((rows, width), np.int32)
     mask = np.zeros((rows, width), np.float32)
@@ -159,11 +174,11 @@ class PolicyUpdater:
             grad_checkpoint(model.layers[0])
         beta = grpo.beta
 
-        def token_logp(inputs: mx.array, targets: mx.array) -> mx.array:
-            return token_logprobs(model(inputs), targets, temperature)  # (b, T)
+        def logits_to_logp(logits: mx.array, targets: mx.array) -> mx.array:
+            return token_logprobs(logits, targets, temperature)  # (b, T)
 
-        def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
-            logp = token_logprobs(model_(inputs), targets, temperature)  # (b, T)
+        def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, scale):
+            logp = token_logprobs(logits, targets, temperature)  # (b, T)
             loss, stats = policy_loss(
                 logp,
                 old_logp,
@@ -176,18 +191,8 @@ class PolicyUpdater:
                 loss_type=grpo.loss_type,
                 norm=_UNIT,
             )
-            mismatch = mx.stop_gradient((mx.abs(logp - old_logp) * mask).sum())
-            return loss * scale, (stats, mismatch)
-
-        value_and_grad = nn.value_and_grad(model, loss_fn)
-
-        def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
-            (loss, aux), grads = value_and_grad(
-                model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
-            )
-            if acc is not None:
-                grads = tree_map(mx.add, grads, acc)
-            return loss, aux, grads
+            mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * mask).sum())  # ()
+            return loss * scale, stats, mismatch
 
         def apply(grads):
             if training.max_grad_norm > 0:
@@ -198,16 +203,33 @@ class PolicyUpdater:
             return norm
 
         if training.compile:
-            # mx.random.state is part of the state so LoRA dropout draws a new mask each call;
-            # without it the compiled graph bakes in one key and reuses the same mask forever.
+            # What is compiled: the vocabulary-wide loss (logits -> log-probs -> clipped
+            # objective, elementwise and memory-bound, where fusion pays) and the optimizer
+            # step. Not the transformer's forward/backward: on CUDA, compiling that graph
+            # took over two minutes per batch shape for ~12% speed (bench/step.py, README).
+            logits_to_logp = mx.compile(logits_to_logp)
+            logits_to_loss = mx.compile(logits_to_loss)
+            # mx.random.state is part of the state so LoRA dropout draws a new mask each call.
             state = [model.state, self.optimizer.state, mx.random.state]
-            self._token_logp = mx.compile(token_logp, inputs=[model.state])
-            self._micro_step = partial(mx.compile, inputs=state, outputs=state)(micro_step)
-            self._apply = partial(mx.compile, inputs=state, outputs=state)(apply)
-        else:
-            self._token_logp = token_logp
-            self._micro_step = micro_step
-            self._apply = apply
+            apply = partial(mx.compile, inputs=state, outputs=state)(apply)
+
+        def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
+            loss, stats, mismatch = logits_to_loss(
+                model_(inputs), targets, mask, old_logp, ref_logp, advantages, scale
+            )
+            return loss, (stats, mismatch)
+
+        value_and_grad = nn.value_and_grad(model, loss_fn)
+
+        def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
+            (loss, aux), grads = value_and_grad(
+                model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
+            )
+            return loss, aux, tree_map(mx.add, grads, acc)
+
+        self._token_logp = lambda inputs, targets: logits_to_logp(model(inputs), targets)
+        self._micro_step = micro_step
+        self._apply = apply
 
     def reference_logprobs(self, batches: Sequence[MicroBatch]) -> list[mx.array]:
         """Log-probs of each micro-batch's targets under the adapter-off model."""
@@ -224,7 +246,8 @@ class PolicyUpdater:
         """Run `num_iterations` optimizer updates on one rollout batch's samples."""
         rows = self.training.micro_batch_size
         chunks = [samples[i : i + rows] for i in range(0, len(samples), rows)]
-        batches = [pack(c, rows, self.grpo.mask_truncated_completions) for c in chunks]
+        width = padded_width(samples)  # one shape for all micro-batches: one compiled trace
+        batches = [pack(c, rows, self.grpo.mask_truncated_completions, width) for c in chunks]
         total_tokens = int(sum(b.mask.sum().item() for b in batches))
         norm = LossNormalizer(
             total_sequences=len(samples),
@@ -244,8 +267,10 @@ class PolicyUpdater:
         # The optimizer evaluates its schedule inside `update`, so `learning_rate` read before
         # the first update of this step is the previous update's rate; read it after instead.
         lr = float("nan")
+        zeros = tree_map(mx.zeros_like, model.trainable_parameters())
         for iteration in range(self.grpo.num_iterations):
-            acc = None
+            # Starting from zeros rather than None keeps the compiled step to a single trace.
+            acc = zeros
             loss_total = mx.array(0.0)
             sums = {
                 "kl_sum": 0.0,

@@ -52,7 +52,7 @@ def test_every_sample_is_a_row_with_the_documented_fields(finished_run):
     # configs/tiny.yaml: batch_size 4 x group_size 4 samples per step, 3 steps.
     assert len(rows) == 3 * 4 * 4
     for row in rows:
-        assert REQUIRED_FIELDS | TRACE_FIELDS <= set(row), set(
+        assert set(row) >= REQUIRED_FIELDS | TRACE_FIELDS, set(
             REQUIRED_FIELDS | TRACE_FIELDS
         ) - set(row)
         assert row["language"] == "python"

@@ -141,7 +141,7 @@ def test_rollback_refuses_a_complete_line_that_is_not_a_row(tmp_path: Path) -> N
     with writer.path("train").open("ab") as f:
         f.write(b'{"run_id": "r1", "n": 1\n')
     contents = writer.path("train").read_bytes()
-    with pytest.raises(RuntimeError, match="line 1 .* is not a JSON row"):
+    with pytest.raises(RuntimeError, match=r"line 1 .* is not a JSON row"):
         DatasetWriter(tmp_path).rollback(offsets, "r1")
     assert writer.path("train").read_bytes() == contents
 

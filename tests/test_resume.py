@@ -41,11 +41,14 @@ def test_kill_and_resume_gives_the_uninterrupted_rows(tiny_model_dir, tmp_path):
     deadline = time.monotonic() + 240
     killed_with_rows_after_checkpoint = False
     while time.monotonic() < deadline and child.poll() is None:
-        if latest.exists() and rows_path.exists():
-            if any(r["step"] == 3 for r in read_rows(rows_path)[-16:]):
-                child.send_signal(signal.SIGKILL)
-                killed_with_rows_after_checkpoint = True
-                break
+        if (
+            latest.exists()
+            and rows_path.exists()
+            and any(r["step"] == 3 for r in read_rows(rows_path)[-16:])
+        ):
+            child.send_signal(signal.SIGKILL)
+            killed_with_rows_after_checkpoint = True
+            break
         time.sleep(0.02)
     child.wait(timeout=60)
     assert killed_with_rows_after_checkpoint, "the run finished before it could be killed"
