@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm --format=csv | tee "$OUT/gpu.
 case "${1:-main}" in
   main)
     timeout 280 python3 bench/rollout.py --workdir $W --batch-size 32 --group-size 8 --max-new-tokens 512 --repeats 3 2>&1 | tee "$OUT/rollout.log"
-    timeout 290 python3 bench/step.py --workdir $W --batch-size 32 --group-size 8 --max-new-tokens 512 --micro-batch-size 8 --steps 2 --json-out "$OUT/step.json" 2>"$OUT/step.err" | tee "$OUT/step.log"
+    timeout 290 python3 bench/step.py --workdir $W --batch-size 32 --group-size 8 --max-new-tokens 512 --micro-batch-size 4 --steps 2 --json-out "$OUT/step.json" 2>"$OUT/step.err" | tee "$OUT/step.log"
     ;;
   memory)
     timeout 120 python3 bench/rollout.py --workdir $W --batch-size 32 --group-size 8 --max-new-tokens 512 --repeats 2 2>&1 | tee "$OUT/rollout_lora.log"
