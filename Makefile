@@ -37,7 +37,10 @@ train: $(STAMP)
 models/tiny/config.json: $(STAMP)
 	$(PY) -m rfai.tiny_model models/tiny
 
+# The demo's run folder is scratch: each `make demo` starts it afresh (rows still append
+# to ./datasets/train.jsonl, each tagged with its run_id).
 demo: $(STAMP) models/tiny/config.json
+	rm -rf runs/tiny
 	$(PY) train_rfai.py --config configs/tiny.yaml $(ARGS)
 
 test: $(STAMP)

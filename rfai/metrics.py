@@ -33,7 +33,7 @@ class MetricsLogger:
 
     def info(self, message: str) -> None:
         if self.console is not None:
-            self.console.print(message)
+            self.console.print(message, soft_wrap=True)
         else:
             print(message, flush=True)
 
@@ -51,6 +51,6 @@ class MetricsLogger:
             parts.append(f"skipped {clean['skipped_tasks']}")
         line = f"step {step}/{self.total_steps}  " + "  ".join(parts)
         if self.console is not None:
-            self.console.print(f"[bold]{line}[/bold]")
+            self.console.print(f"[bold]{line}[/bold]", soft_wrap=True)
         else:
             print(line, flush=True)

@@ -1,0 +1,209 @@
+"""The dataset row schema: one place for the fields of `{train,validation,evaluation}.jsonl`.
+
+`FIELDS` is read by the validator below (export refuses broken files), by the dataset card
+(its field table) and by `PANDAS_DTYPES`. All three splits share it: a validation or
+evaluation row is built exactly like a training row; `step` tells them apart in time (see its
+description) and the file tells the split.
+
+Why `PANDAS_DTYPES` exists: JSON has one number type, and `pd.read_json(..., lines=True)`
+turns a float column whose values are all integral (every reward 0.0 early in a run) into
+int64, whatever the file says (`0.0` is written with its decimal point). Nothing in the file
+can prevent that, so the fix is at the reader: `pd.read_json(path, lines=True,
+dtype=PANDAS_DTYPES)`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfai.dataset_writer import SPLITS
+
+# How many problems a validation report lists per file; the count is always complete.
+MAX_REPORTED = 20
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # one of _CHECKS
+    description: str
+    nullable: bool = False
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("prompt", "string", "The task as the student saw it (the user turn)."),
+    Field("language", "string", "Programming language of the task, e.g. `python`."),
+    Field("student_code", "string", "Code extracted from the student's completion."),
+    Field("teacher_code", "string", "The teacher's code for the same task."),
+    Field("student_score", "float", "Weighted score of the student's code, in [0, 1]."),
+    Field("teacher_score", "float", "Weighted score of the teacher's code, in [0, 1]."),
+    Field("reward", "float", "The reward given to the sample (`scoring.reward` rule)."),
+    Field(
+        "scoring_breakdown",
+        "dict[str, float]",
+        "Weight each criterion got, renormalised over the applicable ones (sums to 1).",
+    ),
+    Field("timestamp", "string", "When the sample was scored (ISO 8601, UTC)."),
+    Field(
+        "student_breakdown",
+        "dict[str, float | null]",
+        "Student's score per criterion; null = criterion not applicable.",
+    ),
+    Field(
+        "teacher_breakdown",
+        "dict[str, float | null]",
+        "Teacher's score per criterion; null = criterion not applicable.",
+    ),
+    Field("task_id", "string", "Id of the task in its task file."),
+    Field(
+        "step",
+        "int",
+        "train: the optimizer step that sampled and trained on the row (1-based); "
+        "validation/evaluation: optimizer steps completed before sampling (0 = baseline).",
+    ),
+    Field("group_index", "int", "Index of the task within its batch."),
+    Field("sample_index", "int", "Index of the sample within its group of `group_size`."),
+    Field("completion_tokens", "int", "Number of tokens the student generated."),
+    Field("finish_reason", "string", "`stop` (end of sequence) or `length` (cut)."),
+    Field("extraction", "string", "How the code was taken from the completion."),
+    Field("status", "string", "Outcome of running the student's tests, e.g. `passed`."),
+    Field("tests_passed", "int", "Tests the student's code passed."),
+    Field("tests_total", "int", "Tests the task has."),
+    Field("teacher_tests_passed", "int", "Tests the teacher's code passed."),
+    Field("error", "string", "First error of the student's program, if any.", nullable=True),
+    Field("student_model", "string", "The student model (Hub id or folder name)."),
+    Field("teacher", "string", "Teacher backend and model, `backend:model`."),
+    Field("run_id", "string", "Id of the training run that wrote the row."),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+PANDAS_DTYPES: dict[str, str] = {
+    f.name: {"float": "float64", "int": "int64"}[f.type]
+    for f in FIELDS
+    if f.type in ("float", "int")
+}
+
+
+def _is_float(v: Any) -> bool:
+    # JSON has one number type: an int where a float is expected is fine (1 == 1.0).
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_dict_of(v: Any, allow_null: bool) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and (_is_float(x) or (allow_null and x is None)) for k, x in v.items()
+    )
+
+
+_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "float": _is_float,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "dict[str, float]": lambda v: _is_dict_of(v, allow_null=False),
+    "dict[str, float | null]": lambda v: _is_dict_of(v, allow_null=True),
+}
+
+
+def row_problems(row: Any) -> list[str]:
+    """What is wrong with one decoded row (empty when it fits the schema)."""
+    if not isinstance(row, dict):
+        return [f"a row must be a JSON object, got {type(row).__name__}"]
+    problems = [f"missing field {name!r}" for name in FIELD_NAMES if name not in row]
+    unknown = sorted(set(row) - set(FIELD_NAMES))
+    if unknown:
+        problems.append(
+            f"unknown field(s) {', '.join(map(repr, unknown))} (schema: rfai/dataset_schema.py)"
+        )
+    for f in FIELDS:
+        if f.name not in row or (f.nullable and row[f.name] is None):
+            continue
+        if not _CHECKS[f.type](row[f.name]):
+            problems.append(f"field {f.name!r} must be {f.type}, got {row[f.name]!r:.60}")
+    return problems
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class DatasetValidationError(ValueError):
+    """Some lines of a dataset folder do not fit the schema; the message lists file:line."""
+
+    def __init__(self, problems: list[LineProblem]) -> None:
+        self.problems = problems
+        shown = "\n".join(f"  {p}" for p in problems[:MAX_REPORTED])
+        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        super().__init__(
+            f"{len(problems)} broken line(s) in the dataset:\n{shown}{more}\n"
+            "Fix or delete those lines (each line is one JSON row) and run the export again."
+        )
+
+
+def validate_split(path: str | Path) -> tuple[int, list[LineProblem]]:
+    """Check every line of one split file; returns (valid rows, problems with file:line)."""
+    path = Path(path)
+    problems: list[LineProblem] = []
+    rows = 0
+    # Split on b"\n" only: str.splitlines would also break inside strings at U+2028 etc.
+    lines = path.read_bytes().split(b"\n")
+    last = lines.pop()  # b"" when the file ends with a newline
+    for n, raw in enumerate(lines, 1):
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problems.append(LineProblem(path, n, f"not valid JSON ({exc})"))
+            continue
+        found = row_problems(row)
+        problems.extend(LineProblem(path, n, p) for p in found)
+        rows += not found
+    if last:
+        problems.append(
+            LineProblem(path, len(lines) + 1, "incomplete last line (no newline; cut by a crash?)")
+        )
+    return rows, problems
+
+
+def split_files(folder: str | Path) -> dict[str, Path]:
+    """The split files of `folder` that exist and hold at least one byte, in SPLITS order."""
+    folder = Path(folder)
+    found = {s: folder / f"{s}.jsonl" for s in SPLITS}
+    return {s: p for s, p in found.items() if p.is_file() and p.stat().st_size > 0}
+
+
+def validate_folder(folder: str | Path) -> dict[str, int]:
+    """Validate every split of `folder`; returns rows per non-empty split.
+
+    Raises `DatasetValidationError` listing file:line of each broken line, or
+    FileNotFoundError when the folder holds no rows at all.
+    """
+    folder = Path(folder)
+    files = split_files(folder)
+    if not files:
+        raise FileNotFoundError(
+            f"{folder} holds no rows: expected {', '.join(s + '.jsonl' for s in SPLITS)} "
+            "(written during training to huggingface.dataset_output_dir)"
+        )
+    sizes: dict[str, int] = {}
+    problems: list[LineProblem] = []
+    for split, path in files.items():
+        sizes[split], found = validate_split(path)
+        problems.extend(found)
+    if problems:
+        raise DatasetValidationError(problems)
+    return sizes
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """All rows of a (validated) split file."""
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f.read().split("\n") if line]
