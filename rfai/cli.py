@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rfai.config import ConfigError, load_config
 
@@ -31,6 +32,11 @@ def train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue from the latest checkpoint in training.output_dir",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a bad task record is fatal (default: skipped, counted and reported)",
+    )
     return parser
 
 
@@ -42,14 +48,122 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     # Imported late so that config errors are reported without loading MLX.
+    from rfai.dataset_schema import DatasetValidationError
+    from rfai.hub import HubError
     from rfai.student import StudentLoadError
     from rfai.tasks import TaskFormatError
+    from rfai.teachers import TeacherError
     from rfai.trainer import Trainer, TrainingError
 
     try:
-        trainer = Trainer(config, resume=args.resume)
-    except (StudentLoadError, TaskFormatError, TrainingError) as exc:
+        trainer = Trainer(config, resume=args.resume, strict=args.strict or None)
+    except (StudentLoadError, TaskFormatError, TrainingError, TeacherError, HubError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    trainer.train()
+    try:
+        trainer.train()
+    except (TeacherError, HubError, DatasetValidationError) as exc:
+        # Training itself is saved (checkpoints, adapter, rows); say what failed after it.
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="export_datasets.py",
+        description="Validate the dataset folder, regenerate its card and upload it to the "
+        "Hugging Face Hub in one commit.",
+    )
+    parser.add_argument("--dataset_dir", default="./datasets", help="default: %(default)s")
+    parser.add_argument("--repo_id", required=True, help="dataset repo, ORG/NAME")
+    parser.add_argument(
+        "--hf_token", help="Hub token (default: $HUGGINGFACE_TOKEN, then $HF_TOKEN)"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument(
+        "--run_dir",
+        help="run folder whose config.yaml the card documents (default: the copy a "
+        "previous card left in the dataset folder)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        action="store_true",
+        help="validate and write the card, print what would be uploaded, upload nothing",
+    )
+    return parser
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    args = export_parser().parse_args(argv)
+    from rfai.dataset_schema import DatasetValidationError
+    from rfai.hub import HubError, export_dataset
+
+    try:
+        private = args.private
+        if args.run_dir is not None:
+            # huggingface.private of the run's config counts as much as --private.
+            run_config = load_config(Path(args.run_dir) / "config.yaml")
+            private = private or run_config.huggingface.private
+        export_dataset(
+            args.dataset_dir,
+            args.repo_id,
+            cli_token=args.hf_token,
+            private=private,
+            dry_run=args.dry_run,
+            run_dir=args.run_dir,
+        )
+    except (ConfigError, DatasetValidationError, HubError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def upload_model_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rfai.upload_model",
+        description="Push a finished run's adapter (and optionally the fused model) with a "
+        "generated model card to a Hub model repo, in one commit.",
+    )
+    parser.add_argument("--run_dir", required=True, help="training.output_dir of the run")
+    parser.add_argument("--repo_id", required=True, help="model repo, ORG/NAME")
+    parser.add_argument(
+        "--hf_token", help="Hub token (default: $HUGGINGFACE_TOKEN, then $HF_TOKEN)"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument(
+        "--fuse", action="store_true", help="also push the fused model (mlx_lm fuse) as fused/"
+    )
+    parser.add_argument("--dataset_repo_id", help="training data repo named in the card")
+    parser.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        action="store_true",
+        help="build the card (and fused model), print what would be uploaded, upload nothing",
+    )
+    return parser
+
+
+def upload_model_main(argv: Sequence[str] | None = None) -> int:
+    args = upload_model_parser().parse_args(argv)
+    from rfai.hub import HubError, upload_model
+
+    try:
+        config = load_config(Path(args.run_dir) / "config.yaml")
+        upload_model(
+            args.run_dir,
+            args.repo_id,
+            base_model=config.student.path,
+            cli_token=args.hf_token,
+            private=args.private or config.huggingface.private,
+            fuse=args.fuse,
+            dataset_repo_id=args.dataset_repo_id,
+            dry_run=args.dry_run,
+        )
+    except (ConfigError, HubError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

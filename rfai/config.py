@@ -24,7 +24,7 @@ FINE_TUNE_TYPES = ("lora", "dora", "full")
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
 REWARD_RULES = ("ratio", "difference", "absolute")
-TEACHER_BACKENDS = ("reference",)
+TEACHER_BACKENDS = ("reference", "openai", "anthropic", "mlx")
 LR_SCHEDULES = ("cosine", "constant")
 
 
@@ -67,10 +67,59 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
+    """Where the teacher's code comes from (rfai/teachers/); config.yaml documents each key."""
+
     backend: str = "reference"
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = ""
+    system_prompt: str = (
+        "You are an expert programmer. Write correct, efficient, well-documented code."
+    )
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    batch_size: int = 8
+    write_tests: bool = False
+    timeout_seconds: float = 120.0
+    max_retries: int = 5
+    backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    concurrency: int = 4
+    max_requests: int = 0
+    max_total_tokens: int = 0
+    cache_dir: str = "~/.cache/rfai/teacher"
 
     def __post_init__(self) -> None:
         _choice("teacher.backend", self.backend, TEACHER_BACKENDS)
+        _check(
+            self.backend == "reference" or bool(self.model.strip()),
+            "teacher.model",
+            f"must be set for backend {self.backend!r}: the API's model name, or for mlx a "
+            "Hub id or local folder",
+        )
+        # The message never repeats the value: a key pasted here must not reach a log.
+        _check(
+            not self.api_key_env or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env),
+            "teacher.api_key_env",
+            "must be the NAME of an environment variable holding the key (e.g. "
+            "OPENAI_API_KEY), never the key itself",
+        )
+        _check(self.temperature >= 0, "teacher.temperature", "must be >= 0 (0 = greedy)")
+        _check(self.max_tokens >= 1, "teacher.max_tokens", "must be >= 1")
+        _check(self.batch_size >= 1, "teacher.batch_size", "must be >= 1")
+        _check(self.timeout_seconds > 0, "teacher.timeout_seconds", "must be > 0")
+        _check(self.max_retries >= 0, "teacher.max_retries", "must be >= 0")
+        _check(self.backoff_seconds >= 0, "teacher.backoff_seconds", "must be >= 0")
+        _check(
+            self.max_backoff_seconds >= self.backoff_seconds,
+            "teacher.max_backoff_seconds",
+            "must be >= teacher.backoff_seconds",
+        )
+        _check(self.concurrency >= 1, "teacher.concurrency", "must be >= 1")
+        _check(self.max_requests >= 0, "teacher.max_requests", "must be >= 0 (0 = no limit)")
+        _check(
+            self.max_total_tokens >= 0, "teacher.max_total_tokens", "must be >= 0 (0 = no limit)"
+        )
 
 
 @dataclass(frozen=True)
@@ -80,6 +129,30 @@ class DataConfig:
     evaluation_file: str | None = None
     shuffle: bool = True
     seed: int = 0
+    strict: bool = False
+    languages: tuple[str, ...] | None = None
+    max_samples: int = 0
+    curriculum: bool = False
+    remove_overlap: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+    dataset_language: str | None = None
+    dataset_subset: str | None = None
+
+    def __post_init__(self) -> None:
+        from rfai.tasks import canonical_language  # rfai.tasks imports nothing of rfai
+
+        for name in (*(self.languages or ()), self.dataset_language):
+            if name is not None:
+                try:
+                    canonical_language(name)
+                except ValueError as exc:
+                    key = (
+                        "data.languages"
+                        if name in (self.languages or ())
+                        else "data.dataset_language"
+                    )
+                    raise ConfigError(f"{key}: {exc}") from None
+        _check(self.max_samples >= 0, "data.max_samples", "must be >= 0 (0 = all)")
 
 
 @dataclass(frozen=True)
@@ -133,7 +206,14 @@ class GRPOConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    weights: dict[str, float] = field(default_factory=lambda: {"correctness": 1.0})
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "correctness": 0.3,
+            "code_quality": 0.3,
+            "efficiency": 0.2,
+            "documentation": 0.2,
+        }
+    )
     reward: str = "ratio"
     teacher_floor: float = 0.05
     reward_cap: float = 2.0
@@ -141,6 +221,13 @@ class ScoringConfig:
     wall_seconds: float = 10.0
     cpu_seconds: float = 10.0
     memory_mb: int = 1024
+    # Compilers for C++ / Rust tasks (found on PATH) and their flags; compiled programs are
+    # cached under cache_dir ("" = $XDG_CACHE_HOME/rfai/compiled or ~/.cache/rfai/compiled).
+    cxx: str = "g++"
+    cxx_flags: tuple[str, ...] = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-pipe")
+    rustc: str = "rustc"
+    rust_flags: tuple[str, ...] = ("--edition", "2021", "-C", "opt-level=2")
+    cache_dir: str = ""
 
     def __post_init__(self) -> None:
         _choice("scoring.reward", self.reward, REWARD_RULES)
@@ -154,6 +241,11 @@ class ScoringConfig:
         _check(self.wall_seconds > 0, "scoring.wall_seconds", "must be > 0")
         _check(self.cpu_seconds > 0, "scoring.cpu_seconds", "must be > 0")
         _check(self.memory_mb >= 64, "scoring.memory_mb", "must be >= 64")
+        known = ("correctness", "code_quality", "efficiency", "documentation")
+        for name in self.weights:
+            _check(name in known, f"scoring.weights.{name}", f"unknown scorer; one of {known}")
+        _check(bool(self.cxx), "scoring.cxx", "must name a C++ compiler")
+        _check(bool(self.rustc), "scoring.rustc", "must name rustc")
 
 
 @dataclass(frozen=True)
@@ -206,19 +298,61 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """Validation and evaluation passes; rows go to validation.jsonl / evaluation.jsonl."""
+
+    eval_steps: int = 50
+    baseline_evaluation: bool = True
+    samples_per_task: int = 4
+    temperature: float = 0.7
+
+    def __post_init__(self) -> None:
+        _check(self.eval_steps >= 1, "evaluation.eval_steps", "must be >= 1")
+        _check(self.samples_per_task >= 1, "evaluation.samples_per_task", "must be >= 1")
+        _check(self.temperature > 0, "evaluation.temperature", "must be > 0")
+
+
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
 class HuggingFaceConfig:
+    """Where rows are kept and what is pushed to the Hub (rfai/hub.py) after training."""
+
     upload_datasets: bool = False
     dataset_repo_id: str = ""
     save_datasets_locally: bool = True
     dataset_output_dir: str = "./datasets"
     private: bool = False
+    upload_model: bool = False
+    model_repo_id: str = ""
+    fuse_model: bool = False
+    license: str = "apache-2.0"
+    upload_retries: int = 5
+    upload_timeout_seconds: float = 120.0
 
     def __post_init__(self) -> None:
+        uploads = (("upload_datasets", "dataset_repo_id"), ("upload_model", "model_repo_id"))
+        for flag, key in uploads:
+            repo_id = getattr(self, key)
+            _check(
+                not getattr(self, flag) or bool(repo_id),
+                f"huggingface.{key}",
+                f"must be set (ORG/NAME) when huggingface.{flag} is true",
+            )
+            _check(
+                not repo_id or bool(HUB_REPO_ID.match(repo_id)),
+                f"huggingface.{key}",
+                f"{repo_id!r} is not a Hub repo id; expected ORG/NAME",
+            )
         _check(
-            not self.upload_datasets or bool(self.dataset_repo_id),
-            "huggingface.dataset_repo_id",
-            "must be set (ORG/NAME) when huggingface.upload_datasets is true",
+            not self.fuse_model or self.upload_model,
+            "huggingface.fuse_model",
+            "only applies with huggingface.upload_model: true",
         )
+        _check(bool(self.license), "huggingface.license", "must name a license, e.g. apache-2.0")
+        _check(self.upload_retries >= 0, "huggingface.upload_retries", "must be >= 0")
+        _check(self.upload_timeout_seconds > 0, "huggingface.upload_timeout_seconds", "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -233,6 +367,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -2,8 +2,8 @@
 
 `FIELDS` is read by the validator below (export refuses broken files), by the dataset card
 (its field table) and by `PANDAS_DTYPES`. All three splits share it: a validation or
-evaluation row is built exactly like a training row; `step` tells them apart in time (see its
-description) and the file tells the split.
+evaluation row is built exactly like a training row, with `split` naming its file and `step`
+placing it in time (0 = a baseline evaluation before any update).
 
 Why `PANDAS_DTYPES` exists: JSON has one number type, and `pd.read_json(..., lines=True)`
 turns a float column whose values are all integral (every reward 0.0 early in a run) into
@@ -78,6 +78,7 @@ FIELDS: tuple[Field, ...] = (
     Field("student_model", "string", "The student model (Hub id or folder name)."),
     Field("teacher", "string", "Teacher backend and model, `backend:model`."),
     Field("run_id", "string", "Id of the training run that wrote the row."),
+    Field("split", "string", "`train`, `validation` or `evaluation`: the file it is in."),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
@@ -142,7 +143,11 @@ class DatasetValidationError(ValueError):
     def __init__(self, problems: list[LineProblem]) -> None:
         self.problems = problems
         shown = "\n".join(f"  {p}" for p in problems[:MAX_REPORTED])
-        more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+        more = (
+            f"\n  ... and {len(problems) - MAX_REPORTED} more"
+            if len(problems) > MAX_REPORTED
+            else ""
+        )
         super().__init__(
             f"{len(problems)} broken line(s) in the dataset:\n{shown}{more}\n"
             "Fix or delete those lines (each line is one JSON row) and run the export again."
@@ -164,6 +169,8 @@ def validate_split(path: str | Path) -> tuple[int, list[LineProblem]]:
             problems.append(LineProblem(path, n, f"not valid JSON ({exc})"))
             continue
         found = row_problems(row)
+        if not found and path.stem in SPLITS and row["split"] != path.stem:
+            found = [f"field 'split' is {row['split']!r} in {path.name}"]
         problems.extend(LineProblem(path, n, p) for p in found)
         rows += not found
     if last:

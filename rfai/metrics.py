@@ -37,6 +37,11 @@ class MetricsLogger:
         else:
             print(message, flush=True)
 
+    def log_event(self, step: int, event: str, metrics: dict[str, Any]) -> None:
+        """A metrics.jsonl line that is not a training step ("validation", "evaluation")."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, "event": event, **metrics}) + "\n")
+
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)

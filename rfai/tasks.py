@@ -26,6 +26,9 @@ Test snippets, per language:
   ``#[test] fn`` for Rust. Loading them works today; only scoring is missing.
 
 ``load_tasks("builtin:python")`` loads the set shipped in ``rfai/builtin_tasks/python.jsonl``.
+`load_tasks` reads rfai's schema only and stops at the first error. Other formats (plain
+prompt files, HumanEval, Hugging Face datasets), skip-and-count validation and ``--strict`` are
+in ``rfai/task_sources.py``; filters, curriculum and overlap in ``rfai/task_selection.py``.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ def _load_jsonl(path: Path) -> list[Task]:
     return tasks
 
 
-def _parse_task(line: str, where: str) -> Task:
+def parse_json_line(line: str, where: str) -> dict:
+    """One JSONL line as a JSON object, or a `TaskFormatError` naming `where`."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -138,17 +142,29 @@ def _parse_task(line: str, where: str) -> Task:
             f"{where}: expected a JSON object, got {type(record).__name__}; "
             "each non-blank line must be one JSON object"
         )
-    unknown = sorted(set(record) - set(_REQUIRED) - set(_OPTIONAL))
+    return record
+
+
+def _parse_task(line: str, where: str) -> Task:
+    return task_from_record(parse_json_line(line, where), where)
+
+
+def task_from_record(record: dict, where: str, *, has_id: bool = True) -> Task:
+    """Validate one rfai-schema record. ``has_id=False``: a plain prompt record, which must
+    not carry a ``task_id``; the task gets ``task_id=""`` for the caller to fill in."""
+    required = _REQUIRED if has_id else _REQUIRED[1:]
+    allowed = required + _OPTIONAL
+    unknown = sorted(set(record) - set(allowed))
     if unknown:
         raise TaskFormatError(
             f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; "
-            f"allowed fields: {', '.join(_REQUIRED + _OPTIONAL)}"
+            f"allowed fields: {', '.join(allowed)}"
         )
-    for field in _REQUIRED:
+    for field in required:
         if field not in record:
             raise TaskFormatError(f"{where}: missing required field {field!r}")
 
-    task_id = _string(record, "task_id", where, required=True)
+    task_id = _string(record, "task_id", where, required=True) if has_id else ""
     prompt = _string(record, "prompt", where, required=True)
     try:
         language = canonical_language(record["language"])

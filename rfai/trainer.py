@@ -21,6 +21,7 @@ config.yaml:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -35,6 +36,7 @@ import mlx.core as mx
 import numpy as np
 
 from rfai.advantages import group_advantages, zero_variance_groups
+from rfai.card import write_dataset_card
 from rfai.checkpoint import (
     TrainingState,
     latest_checkpoint,
@@ -46,20 +48,22 @@ from rfai.checkpoint import (
 from rfai.config import Config, save_config
 from rfai.dataset_writer import DatasetWriter
 from rfai.extract import extract_code
+from rfai.hub import check_upload_ready, publish_dataset, publish_model
 from rfai.metrics import MetricsLogger
-from rfai.rollout import Completion, generate_groups
+from rfai.rollout import Completion, RolloutStats, generate_groups
 from rfai.sampler import TaskSampler
 from rfai.student import Student, load_student
-from rfai.tasks import Task, load_tasks
-from rfai.teachers import build_teacher
+from rfai.task_selection import TaskSplits, load_task_splits
+from rfai.tasks import Task
+from rfai.teachers import add_teacher_tests, build_teacher
 from rfai.update import PolicyUpdater, Sample
 from scorers import (
     ProgramScore,
-    SandboxLimits,
     ScoringError,
     ScoringPool,
     ScoringSuite,
     compute_reward,
+    validate_tasks,
 )
 
 
@@ -74,6 +78,20 @@ class ScoredSample:
     teacher: ProgramScore | None
     reward: float | None
     skip_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One batch of tasks sampled and scored; `scored` is index-ordered, prompt-major."""
+
+    tasks: list[Task]
+    prompts: list[list[int]]
+    scored: list[ScoredSample]
+    skipped: int
+    gen_stats: RolloutStats | None
+    generation_seconds: float
+    scoring_wait_seconds: float
+    generation_peak: int
 
 
 @dataclass(frozen=True)
@@ -99,18 +117,19 @@ def _now() -> str:
 
 class Trainer:
     def __init__(
-        self, config: Config, *, resume: bool = False, student: Student | None = None
+        self,
+        config: Config,
+        *,
+        resume: bool = False,
+        student: Student | None = None,
+        strict: bool | None = None,
     ) -> None:
         """`student`: an already prepared student (benchmarks); default: load `config.student`."""
         self.config = config
         self.paths = RunPaths.from_config(config)
         self.paths.output_dir.mkdir(parents=True, exist_ok=True)
-        if config.huggingface.upload_datasets:
-            raise TrainingError(
-                "huggingface.upload_datasets: uploading after training is not part of this "
-                "rfai version yet; set it to false (rows still stream to "
-                f"{self.paths.dataset_dir})"
-            )
+        # Fail before hours of training, not after: repo ids and a token (no network call).
+        check_upload_ready(config)
         existing = latest_checkpoint(self.paths.checkpoints)
         if resume and existing is None:
             raise TrainingError(
@@ -130,17 +149,21 @@ class Trainer:
             config.training.steps,
         )
         mx.random.seed(config.training.seed)
-        self.tasks = load_tasks(config.data.train_file)
-        self.sampler = TaskSampler(self.tasks, config.data.shuffle, config.data.seed)
+        splits = load_task_splits(config.data, strict=strict)
+        for line in splits.summary():
+            self.logger.info(line)
         self.teacher = build_teacher(config.teacher)
-        sc = config.scoring
-        self.suite = ScoringSuite(
-            sc.weights,
-            SandboxLimits(
-                wall_seconds=sc.wall_seconds, cpu_seconds=sc.cpu_seconds, memory_mb=sc.memory_mb
-            ),
-        )
-        self.workers = sc.workers or os.cpu_count() or 1
+        self.tasks = splits.train
+        if config.teacher.write_tests:
+            self.tasks, written = add_teacher_tests(self.teacher, self.tasks)
+            for w in written:
+                if w.error:
+                    self.logger.info(f"teacher wrote no tests for {w.task_id}: {w.error}")
+        self.suite = ScoringSuite.from_config(config.scoring)
+        self.workers = config.scoring.workers or os.cpu_count() or 1
+        self._check_scoring(splits)
+        # train_shuffle is False under a curriculum: the sampler then keeps easy-to-hard order.
+        self.sampler = TaskSampler(self.tasks, splits.train_shuffle, config.data.seed)
         self.student: Student = student or load_student(config.student, seed=config.training.seed)
         self.student.model.eval()
         self.updater = PolicyUpdater(
@@ -165,17 +188,44 @@ class Trainer:
             )
         self._teacher_scores: dict[tuple[str, str], Future[ProgramScore]] = {}
 
+    def _check_scoring(self, splits: TaskSplits) -> None:
+        """Compilers present, sandbox set up, and every reference passing its own tests.
+
+        A task whose reference fails its tests is dropped with a warning naming it (rewards
+        against a broken reference would be noise); a missing compiler stops the run here
+        rather than scoring every program 0.
+        """
+        languages = {t.language for t in [*self.tasks, *splits.validation, *splits.evaluation]}
+        self.logger.info(self.suite.check_environment(languages))
+        checked = {}
+        for name, tasks in (
+            ("train", self.tasks),
+            ("validation", splits.validation),
+            ("evaluation", splits.evaluation),
+        ):
+            good, problems = validate_tasks(tasks, self.suite, self.workers)
+            for message in problems:
+                self.logger.info(f"{name}: {message}")
+            checked[name] = good
+        if not checked["train"]:
+            raise TrainingError("no training task is left after checking the references")
+        self.tasks = checked["train"]
+        self.splits = dataclasses.replace(
+            splits, validation=checked["validation"], evaluation=checked["evaluation"]
+        )
+
     # -- one step ---------------------------------------------------------------------------
     def _teacher_future(self, pool: ScoringPool, task: Task, code: str) -> Future[ProgramScore]:
         key = (task.task_id, code)
         future = self._teacher_scores.get(key)
         if future is None:
-            future = pool.submit(task, code)
+            future = pool.submit_teacher(task, code)
             self._teacher_scores[key] = future
         return future
 
     def _score_sample(
         self,
+        split: str,
         step: int,
         task: Task,
         teacher_code: str,
@@ -186,7 +236,8 @@ class Trainer:
         extracted = extract_code(completion.text, task.language, task.entry_point)
         try:
             teacher = teacher_future.result()
-            student = self.suite.score(task, extracted.code)
+            # The teacher's measured cost is the baseline of the efficiency criterion.
+            student = self.suite.score(task, extracted.code, baseline=teacher)
         except ScoringError as exc:
             return ScoredSample(completion, None, None, None, str(exc))
         sc = self.config.scoring
@@ -224,16 +275,24 @@ class Trainer:
             "student_model": self.config.student.path,
             "teacher": f"{self.teacher.name}:{self.teacher.model}",
             "run_id": self.run_id,
+            "split": split,
         }
-        self.writer.write("train", row)
+        self.writer.write(split, row)
         return ScoredSample(completion, student, teacher, reward)
 
-    def run_step(self, step: int, pool: ScoringPool) -> dict[str, Any]:
+    def _rollout(
+        self,
+        batch: list[Task],
+        step: int,
+        pool: ScoringPool,
+        *,
+        split: str,
+        group_size: int,
+        temperature: float,
+    ) -> Rollout:
+        """Teacher answers, one batched generation, every completion scored and written."""
         cfg = self.config
         t0 = time.perf_counter()
-        mx.reset_peak_memory()
-        mx.random.seed(step_seed(cfg.training.seed, step))
-        batch = self.sampler.next_batch(cfg.rollout.batch_size)
         answers = self.teacher.solve(batch)
         tasks: list[Task] = []
         teacher_codes: list[str] = []
@@ -241,12 +300,12 @@ class Trainer:
         for task, answer in zip(batch, answers, strict=True):
             if answer.code is None:
                 skipped += 1
-                self.logger.info(f"step {step}: skipping {task.task_id}: {answer.error}")
+                self.logger.info(f"{split} step {step}: skipping {task.task_id}: {answer.error}")
                 continue
             tasks.append(task)
             teacher_codes.append(answer.code)
         if not tasks:
-            return {"skipped_tasks": skipped, "updated": False}
+            return Rollout([], [], [], skipped, None, time.perf_counter() - t0, 0.0, 0)
         teacher_futures = [
             self._teacher_future(pool, t, c) for t, c in zip(tasks, teacher_codes, strict=True)
         ]
@@ -255,7 +314,7 @@ class Trainer:
         def on_complete(c: Completion) -> None:
             i = c.prompt_index
             futures[c.index] = pool.submit_job(
-                self._score_sample, step, tasks[i], teacher_codes[i], teacher_futures[i], c
+                self._score_sample, split, step, tasks[i], teacher_codes[i], teacher_futures[i], c
             )
 
         prompts = [self.student.prompt_tokens(t) for t in tasks]
@@ -264,9 +323,9 @@ class Trainer:
                 self.student.model,
                 self.student.tokenizer,
                 prompts,
-                cfg.rollout.group_size,
+                group_size,
                 max_new_tokens=cfg.rollout.max_new_tokens,
-                temperature=cfg.rollout.temperature,
+                temperature=temperature,
                 prefill_batch_size=cfg.rollout.prefill_batch_size,
                 completion_batch_size=cfg.rollout.completion_batch_size,
                 on_complete=on_complete,
@@ -279,6 +338,41 @@ class Trainer:
             ScoredSample(c, s.student, s.teacher, s.reward, s.skip_reason)
             for c, s in zip(completions, scored, strict=True)
         ]
+        return Rollout(
+            tasks,
+            prompts,
+            scored,
+            skipped,
+            gen_stats,
+            t_gen - t0,
+            time.perf_counter() - t_gen,
+            generation_peak,
+        )
+
+    def run_step(self, step: int, pool: ScoringPool) -> dict[str, Any]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        mx.reset_peak_memory()
+        mx.random.seed(step_seed(cfg.training.seed, step))
+        batch = self.sampler.next_batch(cfg.rollout.batch_size)
+        rollout = self._rollout(
+            batch,
+            step,
+            pool,
+            split="train",
+            group_size=cfg.rollout.group_size,
+            temperature=cfg.rollout.temperature,
+        )
+        if not rollout.tasks:
+            return {"skipped_tasks": rollout.skipped, "updated": False}
+        tasks, prompts, scored, skipped = (
+            rollout.tasks,
+            rollout.prompts,
+            rollout.scored,
+            rollout.skipped,
+        )
+        completions = [s.completion for s in scored]
+        gen_stats, generation_peak = rollout.gen_stats, rollout.generation_peak
         t_score = time.perf_counter()
 
         samples, group_rewards, dropped_equal = self._select_groups(scored, prompts, step)
@@ -302,12 +396,13 @@ class Trainer:
             "truncated_fraction": _mean(c.finish_reason == "length" for c in completions),
             "skipped_tasks": skipped,
             "zero_variance_groups_dropped": dropped_equal,
-            "generation_seconds": t_gen - t0,
-            "scoring_wait_seconds": t_score - t_gen,
+            "generation_seconds": rollout.generation_seconds,
+            "scoring_wait_seconds": rollout.scoring_wait_seconds,
             "update_seconds": t_update - t_score,
             "step_seconds": t_update - t0,
             "generation_tps": gen_stats.tokens_per_second,
             "generated_tokens": gen_stats.generated_tokens,
+            **self.teacher.stats.snapshot(),
             "peak_memory_gb": max(generation_peak, update_peak) / 1e9,
             "generation_peak_memory_gb": generation_peak / 1e9,
             "update_peak_memory_gb": update_peak / 1e9,
@@ -386,6 +481,41 @@ class Trainer:
             self.config.checkpoint.keep_last,
         )
 
+    def evaluate(self, split: str, tasks: list[Task], step: int, pool: ScoringPool) -> dict:
+        """Sample and score `tasks` without updating; rows go to `{split}.jsonl`.
+
+        `step` is the number of optimizer steps completed (0 before training). The random
+        stream is seeded from a range of its own, so an evaluation never shifts training's.
+        """
+        ev, cfg = self.config.evaluation, self.config
+        scored: list[ScoredSample] = []
+        size = cfg.rollout.batch_size
+        for i in range(0, len(tasks), size):
+            mx.random.seed(step_seed(cfg.training.seed, 10**7 + step * 1000 + i // size))
+            rollout = self._rollout(
+                tasks[i : i + size],
+                step,
+                pool,
+                split=split,
+                group_size=ev.samples_per_task,
+                temperature=ev.temperature,
+            )
+            scored.extend(s for s in rollout.scored if s.student is not None)
+        return {
+            f"{split}_reward": _mean(s.reward for s in scored),
+            f"{split}_student_score": _mean(s.student.score for s in scored),
+            f"{split}_teacher_score": _mean(s.teacher.score for s in scored),
+            f"{split}_pass_rate": _mean(s.student.status == "passed" for s in scored),
+            f"{split}_samples": len(scored),
+        }
+
+    def _log_evaluation(self, split: str, step: int, metrics: dict) -> None:
+        self.logger.log_event(step, split, metrics)
+        shown = "  ".join(
+            f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and v is not None
+        )
+        self.logger.info(f"step {step}: {shown}")
+
     def train(self) -> dict[str, Any]:
         cfg = self.config
         last: dict[str, Any] = {}
@@ -394,18 +524,48 @@ class Trainer:
             f"{len(self.tasks)} tasks, {cfg.rollout.batch_size} x {cfg.rollout.group_size} "
             f"samples/step, rows -> {self.writer.path('train')}"
         )
+        validation, evaluation = self.splits.validation, self.splits.evaluation
         with ScoringPool(self.suite, self.workers) as pool:
+            if evaluation and cfg.evaluation.baseline_evaluation and self.start_step == 0:
+                self._log_evaluation(
+                    "evaluation", 0, self.evaluate("evaluation", evaluation, 0, pool)
+                )
             for step in range(self.start_step + 1, cfg.training.steps + 1):
                 last = self.run_step(step, pool)
                 self.logger.log(step, last)
+                if validation and (
+                    step % cfg.evaluation.eval_steps == 0 or step == cfg.training.steps
+                ):
+                    self._log_evaluation(
+                        "validation", step, self.evaluate("validation", validation, step, pool)
+                    )
                 if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
                     path = self.checkpoint(step)
                     self.logger.info(f"checkpoint {path}")
+            if evaluation:
+                steps = cfg.training.steps
+                self._log_evaluation(
+                    "evaluation", steps, self.evaluate("evaluation", evaluation, steps, pool)
+                )
         final = self.paths.output_dir / "adapters"
         self.student.save_adapter(final)
         self.writer.close()
         self.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
+        self._publish()
         return last
+
+    def _publish(self) -> None:
+        """Dataset card, then the uploads the config asks for (same code as the commands)."""
+        hf = self.config.huggingface
+        if hf.upload_datasets:
+            url = publish_dataset(self.config, self.paths.output_dir, self.paths.dataset_dir)
+            self.logger.info(f"dataset uploaded: {url}")
+        else:
+            card = write_dataset_card(self.paths.dataset_dir, run_dir=self.paths.output_dir)
+            self.logger.info(f"dataset card written: {card}")
+        if hf.upload_model:
+            url = publish_model(self.config, self.paths.output_dir)
+            self.logger.info(f"model uploaded: {url}")
 
 
 def _mean(values) -> float | None:

@@ -1,87 +1,22 @@
 """Correctness: the fraction of a task's tests a program passes, run in the sandbox.
 
-One sandboxed process per program. A harness script execs the candidate source into a fresh
-namespace (``__name__`` is ``"solution"``, so a ``if __name__ == "__main__":`` block does not
-run), then execs each test snippet in a shallow copy of that namespace, catching exceptions per
-test. Outcomes go as JSON lines to the sandbox's report channel, not stdout, so whatever the
-program prints cannot be mistaken for a result (though a hostile program can still forge them:
-see ``scorers/sandbox.py``). Outcomes reported before a timeout or crash are kept; tests never
-reached count as failed.
-
-Only Python is scored in this slice; C++ and Rust come with their compile recipes later.
+One sandboxed run per program (after one cached compilation for C++ and Rust): the harness of
+``scorers/harness.py`` runs every test snippet and reports one outcome per test. Outcomes
+reported before a timeout or crash are kept; tests never reached count as failed. A program
+that does not compile scores 0 with status ``compile_error``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rfai.tasks import Task
-from scorers.sandbox import REPORT_FD_ENV, SandboxLimits, python_argv, run_process
-
-ERROR_CHARS = 200
-
-_HARNESS = (
-    r'''
-import json, os, sys
-
-_report = os.fdopen(int(os.environ.pop("'''
-    + REPORT_FD_ENV
-    + r"""")), "w", buffering=1)
-
-
-def _emit(**event):
-    _report.write(json.dumps(event) + "\n")
-    _report.flush()
-
-
-def _short(exc):
-    text = type(exc).__name__
-    message = str(exc)
-    if message:
-        text += ": " + message
-    return text[:"""
-    + str(ERROR_CHARS)
-    + r"""]
-
-
-def _finish():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # the program closed or broke its own stream; nothing to flush
-    # Skip interpreter shutdown: threads or atexit hooks left by the program must not hang it.
-    os._exit(0)
-
-
-with open("solution.py", encoding="utf-8") as f:
-    _source = f.read()
-with open("tests.json", encoding="utf-8") as f:
-    _tests = json.load(f)
-try:
-    _code = compile(_source, "solution.py", "exec")
-except (SyntaxError, ValueError) as exc:
-    _emit(event="compile_error", error=_short(exc))
-    _finish()
-_namespace = {"__name__": "solution", "__builtins__": __builtins__}
-try:
-    exec(_code, _namespace)
-except BaseException as exc:
-    _emit(event="runtime_error", error=_short(exc))
-    _finish()
-for _index, _test in enumerate(_tests):
-    try:
-        exec(compile(_test, "test_%d" % _index, "exec"), dict(_namespace))
-    except BaseException as exc:
-        _emit(event="test", index=_index, passed=False, error=_short(exc))
-    else:
-        _emit(event="test", index=_index, passed=True, error=None)
-_emit(event="done")
-_finish()
-"""
-)
+from scorers.harness import ERROR_CHARS, PYTHON_HARNESS
+from scorers.languages import BINARY_NAME, Toolchain, compile_program
+from scorers.sandbox import ProcessResult, SandboxLimits, python_argv, run_process
 
 STATUSES = (
     "passed",
@@ -114,6 +49,8 @@ class ExecutionResult:
     wall_seconds: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
+    compile_diagnostics: str = ""
 
     @property
     def tests_passed(self) -> int:
@@ -132,14 +69,83 @@ def run_python_tests(code: str, tests: Sequence[str], limits: SandboxLimits) -> 
     """Run ``tests`` against Python ``code`` in one sandboxed process."""
     process = run_process(
         python_argv("harness.py"),
-        files={
-            "harness.py": _HARNESS,
-            "solution.py": code,
-            "tests.json": json.dumps(list(tests)),
-        },
+        files=python_files(code, tests),
         limits=limits,
         report_channel=True,
     )
+    return _result_from_events(process, len(tests))
+
+
+def python_files(code: str, tests: Sequence[str]) -> dict[str, str]:
+    return {
+        "harness.py": PYTHON_HARNESS,
+        "solution.py": code,
+        "tests.json": json.dumps(list(tests)),
+    }
+
+
+def run_compiled_tests(
+    toolchain: Toolchain, language: str, code: str, tests: Sequence[str], limits: SandboxLimits
+) -> ExecutionResult:
+    """Compile (cached) and run ``tests`` against C++ or Rust ``code``."""
+    build = compile_program(toolchain, language, code, tests)
+    if not build.ok:
+        error = _first_error_line(build.diagnostics)
+        return ExecutionResult(
+            status="compile_error",
+            tests=tuple(TestOutcome(i, False, error) for i in range(len(tests))),
+            wall_seconds=0.0,
+            stdout="",
+            stderr=build.diagnostics[-4000:],
+            compile_diagnostics=build.diagnostics,
+        )
+    if language == "rust":
+        argv = [f"./{BINARY_NAME}", "--test-threads=1", "rfai_test_"]
+        process = run_process(argv, files={BINARY_NAME: build.binary}, limits=limits)
+        result = _result_from_libtest(process, len(tests))
+    else:
+        process = run_process(
+            [f"./{BINARY_NAME}"], files={BINARY_NAME: build.binary}, limits=limits,
+            report_channel=True,
+        )  # fmt: skip
+        result = _result_from_events(process, len(tests))
+    return ExecutionResult(**{**result.__dict__, "compile_diagnostics": build.diagnostics})
+
+
+def _first_error_line(diagnostics: str) -> str:
+    for line in diagnostics.splitlines():
+        if "error" in line:
+            return line.strip()[:ERROR_CHARS]
+    return (diagnostics.strip().splitlines() or ["compile error"])[0][:ERROR_CHARS]
+
+
+_LIBTEST_LINE = re.compile(r"^test rfai_test_(\d{4}) \.\.\. (ok|FAILED)$", re.MULTILINE)
+_LIBTEST_PANIC = re.compile(
+    r"^---- rfai_test_(\d{4}) stdout ----\n+(?:thread [^\n]* panicked at [^\n]*\n)?([^\n]*)",
+    re.MULTILINE,
+)
+
+
+def _result_from_libtest(process: ProcessResult, n_tests: int) -> ExecutionResult:
+    """Outcomes from libtest's ``test NAME ... ok|FAILED`` lines (the first per test counts)."""
+    report = process.stdout.split("\nfailures:\n", 1)[0]
+    errors = {
+        int(m.group(1)): m.group(2)[:ERROR_CHARS] for m in _LIBTEST_PANIC.finditer(process.stdout)
+    }
+    outcomes: dict[int, TestOutcome] = {}
+    for match in _LIBTEST_LINE.finditer(report):
+        index = int(match.group(1))
+        if index < n_tests and index not in outcomes:
+            passed = match.group(2) == "ok"
+            outcomes[index] = TestOutcome(
+                index, passed, None if passed else errors.get(index, "panicked")
+            )
+    done = "test result:" in process.stdout
+    return _assemble(process, outcomes, n_tests, None, done, unreadable=False)
+
+
+def _result_from_events(process: ProcessResult, n_tests: int) -> ExecutionResult:
+    """Outcomes from the report channel's JSON lines (see ``scorers/harness.py``)."""
     outcomes: dict[int, TestOutcome] = {}
     definition_event: dict | None = None
     done = False
@@ -155,13 +161,23 @@ def run_python_tests(code: str, tests: Sequence[str], limits: SandboxLimits) -> 
         kind = event.get("event")
         if kind in ("compile_error", "runtime_error") and definition_event is None:
             definition_event = event
-        elif kind == "test" and _is_outcome(event, len(tests)):
+        elif kind == "test" and _is_outcome(event, n_tests):
             outcomes.setdefault(
                 event["index"], TestOutcome(event["index"], event["passed"], event["error"])
             )
         elif kind == "done":
             done = True
+    return _assemble(process, outcomes, n_tests, definition_event, done, unreadable)
 
+
+def _assemble(
+    process: ProcessResult,
+    outcomes: dict[int, TestOutcome],
+    n_tests: int,
+    definition_event: dict | None,
+    done: bool,
+    unreadable: bool,
+) -> ExecutionResult:
     failed_unreached = "not run"
     status = None
     if definition_event is not None:
@@ -182,7 +198,7 @@ def run_python_tests(code: str, tests: Sequence[str], limits: SandboxLimits) -> 
         # The harness died mid-run (os._exit, a crash, a signal) or its report was corrupted.
         status = "runtime_error"
     all_outcomes = tuple(
-        outcomes.get(i, TestOutcome(i, False, failed_unreached)) for i in range(len(tests))
+        outcomes.get(i, TestOutcome(i, False, failed_unreached)) for i in range(n_tests)
     )
     if status is None:
         status = "passed" if all(o.passed for o in all_outcomes) else "failed"
@@ -192,6 +208,7 @@ def run_python_tests(code: str, tests: Sequence[str], limits: SandboxLimits) -> 
         wall_seconds=process.wall_seconds,
         stdout=process.stdout,
         stderr=process.stderr,
+        cpu_seconds=process.cpu_seconds,
     )
 
 
@@ -213,23 +230,28 @@ def _is_outcome(event: dict, n_tests: int) -> bool:
     )
 
 
+def run_tests(
+    task: Task, code: str, limits: SandboxLimits, toolchain: Toolchain
+) -> ExecutionResult:
+    """Run the task's tests against ``code`` in the task's language."""
+    if task.language == "python":
+        return run_python_tests(code, task.tests, limits)
+    return run_compiled_tests(toolchain, task.language, code, task.tests, limits)
+
+
 class CorrectnessScorer:
     """Score = fraction of the task's tests passed; None (not applicable) without tests."""
 
     name = "correctness"
 
-    def __init__(self, limits: SandboxLimits) -> None:
+    def __init__(self, limits: SandboxLimits, toolchain: Toolchain | None = None) -> None:
         self.limits = limits
+        self.toolchain = toolchain or Toolchain.discover()
 
     def score(self, task: Task, code: str) -> tuple[float | None, ExecutionResult | None]:
-        if task.language != "python":
-            raise ValueError(
-                f"task {task.task_id!r} ({task.source}): correctness scoring supports only "
-                f"python in this version, not {task.language!r}"
-            )
         if not task.tests:
             return None, None
         if not code.strip():
             return 0.0, None  # nothing to run; an empty program passes nothing
-        result = run_python_tests(code, task.tests, self.limits)
+        result = run_tests(task, code, self.limits, self.toolchain)
         return result.tests_passed / len(task.tests), result

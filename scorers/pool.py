@@ -1,8 +1,9 @@
 """Scores many programs at once on a thread pool.
 
-Threads suffice: each score spends its time waiting on a sandboxed subprocess, not in Python.
-Every ``submit`` returns a Future that carries the ProgramScore or the exception raised while
-scoring; nothing is swallowed.
+Threads suffice: each score spends its time waiting on a sandboxed subprocess (or a
+compiler), not in Python. Every ``submit`` returns a Future that carries the ProgramScore or
+the exception raised while scoring; nothing is swallowed. Futures are matched to their
+submissions by identity, so results stay with their samples whatever order workers finish in.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ class ScoringPool:
         self.suite = suite
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rfai-score")
 
-    def submit(self, task: Task, code: str) -> Future[ProgramScore]:
-        return self._executor.submit(self.suite.score, task, code)
+    def submit(
+        self, task: Task, code: str, *, baseline: ProgramScore | None = None
+    ) -> Future[ProgramScore]:
+        """Score a student program (against the teacher's ``baseline`` for efficiency)."""
+        return self._executor.submit(self.suite.score, task, code, baseline=baseline)
+
+    def submit_teacher(self, task: Task, code: str) -> Future[ProgramScore]:
+        """Score a teacher program: ``ScoringSuite.score_teacher`` on the pool."""
+        return self._executor.submit(self.suite.score_teacher, task, code)
 
     def submit_job(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Run `fn(*args)` on the pool: for jobs that score and then record (the trainer's)."""

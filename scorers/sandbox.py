@@ -1,48 +1,65 @@
-"""Run generated code in a separate, resource-limited process.
+"""Run generated code in a separate, resource-limited, isolated process.
 
 This is the only module in rfai that starts processes running model-written code (the trainer
-never executes it in its own process). This first slice of the sandbox covers:
+never executes it in its own process); compilers run through it too. Every run gets:
 
 * a separate process in a new session (its own process group), stdin from /dev/null;
-* a fresh temporary working directory per run, holding only the given files, deleted after;
-* a minimal environment (PATH, LANG, HOME=the temp dir, PYTHONDONTWRITEBYTECODE,
-  PYTHONHASHSEED): nothing is inherited from the trainer, so API tokens and keys do not leak;
-* kernel resource limits: CPU seconds, address space (memory), size of written files, open
-  files, and the process count when not running as root (for root RLIMIT_NPROC is not enforced);
-* a wall-clock limit, after which the whole process group is killed with SIGKILL;
-* stdout/stderr read concurrently and capped; past the cap the group is killed;
-* after every run the process group is killed, so daemons the program forked are cleaned up;
+* a fresh temporary working directory holding only the given files, deleted after;
+* a minimal environment (PATH, LANG, HOME=TMPDIR=the temp dir, PYTHONDONTWRITEBYTECODE,
+  PYTHONHASHSEED, plus what the caller lists in ``env``, where names that look like secrets
+  (``*_TOKEN``, ``*_KEY``, ``HF_*``, ``OPENAI_*``, ``ANTHROPIC_*``, ...) are refused): nothing is
+  inherited from the trainer, so API tokens and keys do not leak;
+* kernel resource limits set by ``prlimit`` (or ``ulimit`` in ``sh`` where prlimit is missing):
+  CPU seconds, address space (memory), size of written files, open files, and the process
+  count when not running as root (for root the kernel does not enforce RLIMIT_NPROC; see
+  ``scorers/isolation.py`` for the pids cgroup used instead);
+* a wall-clock limit, after which the whole process tree is killed with SIGKILL;
+* stdout/stderr read concurrently and capped; past the cap the tree is killed;
+* after every run the process group (and the PID namespace / cgroup, where used) is killed,
+  so daemons the program forked are cleaned up;
 * an optional report channel: a pipe whose write end the child finds in the environment
   variable ``SANDBOX_REPORT_FD``, so a test harness can report results away from stdout.
 
-What it does NOT do (the full sandbox is a later issue):
+What is and is not isolated per platform (details in ``scorers/isolation.py``):
 
-* no network isolation: the program can open sockets;
-* no filesystem isolation: the program can read (and, with the process's permissions, write)
-  files outside its temp directory;
-* no protection against forged harness output: the program runs in the harness's process and
-  can write to the report channel itself, so a hostile program can claim its tests passed;
-* a process that calls ``setsid()`` leaves the process group and survives the clean-up kill;
-* on macOS the address-space limit is not applied (the kernel does not enforce RLIMIT_AS), so
-  ``memory_mb`` is not a limit there.
+* Linux with user namespaces: private PID namespace (kill tree includes ``setsid`` escapees),
+  no network, the whole filesystem read-only except the run's own directory (and the other
+  runs' directories under the same base). Files stay *readable*: a program can read anything
+  the trainer's user can read (but it has no network to send it anywhere, and its output
+  goes only into the trainer's logs and datasets).
+* Linux fallback (user namespaces refused, e.g. in Docker): rlimits, process group and
+  scrubbed environment only; the program can open sockets, write where the user can, and a
+  ``setsid`` escapee survives the run (unless the root-only pids cgroup is available). A
+  warning says so once at start-up.
+* macOS: ``sandbox-exec`` denies network and writes outside the run's dir; RLIMIT_AS is not
+  enforced by the kernel (so ``memory_mb`` is not a limit there), and a ``setsid`` escapee
+  survives.
+* Everywhere: no protection against forged harness output: the program runs in the
+  harness's process and can write to the report channel itself, so a hostile program can
+  claim its tests passed. CPU time is shared: runs are not pinned to cores.
 
-Limits are set by a tiny launcher (``python -I -S -c ...``) that calls ``setrlimit`` and then
-``exec``s the real command, rather than by ``preexec_fn``: the scoring pool starts processes
-from several threads, and ``preexec_fn`` is documented as unsafe in threaded programs.
+Limits are applied by a launcher executable (prlimit) rather than by ``preexec_fn``: the
+scoring pool starts processes from several threads, and ``preexec_fn`` is documented as
+unsafe in threaded programs; a Python launcher would add one interpreter start-up per run.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from scorers.isolation import get_isolation, remove_cgroup
 
 REPORT_FD_ENV = "SANDBOX_REPORT_FD"
 
@@ -50,46 +67,31 @@ REPORT_FD_ENV = "SANDBOX_REPORT_FD"
 # up on a straggler that escaped the process group and still holds them open.
 _DRAIN_GRACE_SECONDS = 0.5
 _READ_CHUNK = 65536
-
-# Sets the limits passed on argv, then replaces itself with the real command.
-_LAUNCHER = r"""
-import os, resource, sys
-cpu, mem, fsize, nofile, nproc = (int(v) for v in sys.argv[1:6])
-def limit(which, soft, hard):
-    cur_soft, cur_hard = resource.getrlimit(which)
-    if cur_hard != resource.RLIM_INFINITY:
-        soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-    resource.setrlimit(which, (soft, hard))
-# Soft CPU limit sends SIGXCPU; the hard limit one second later is SIGKILL.
-limit(resource.RLIMIT_CPU, cpu, cpu + 1)
-if mem > 0:
-    limit(resource.RLIMIT_AS, mem, mem)
-limit(resource.RLIMIT_FSIZE, fsize, fsize)
-limit(resource.RLIMIT_NOFILE, nofile, nofile)
-if nproc > 0:
-    limit(resource.RLIMIT_NPROC, nproc, nproc)
-argv = sys.argv[6:]
-try:
-    os.execvp(argv[0], argv)
-except OSError as exc:
-    sys.stderr.write("sandbox: cannot execute %r: %s\n" % (argv[0], exc))
-    sys.exit(127)
-"""
+SECRET_PATTERNS = (
+    "*_TOKEN", "*_KEY", "*SECRET*", "*PASSWORD*", "HF_*", "OPENAI_*", "ANTHROPIC_*", "AWS_*",
+)  # fmt: skip
+# Joins the run's pids cgroup, then becomes the real command (root only, see isolation.py).
+_JOIN_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+# Where prlimit is missing (macOS): ulimit in sh. -f counts 512-byte blocks in POSIX sh.
+_ULIMIT = (
+    'ulimit -H -t "$1" && ulimit -S -t "$2" && ulimit -f "$3" && ulimit -n "$4" && '
+    '{ [ "$5" = 0 ] || ulimit -u "$5"; } && shift 5 && exec "$@"'
+)
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     """Per-run limits.
 
-    wall_seconds    wall-clock time before the whole process group is killed
+    wall_seconds    wall-clock time before the whole process tree is killed
     cpu_seconds     CPU time (RLIMIT_CPU, rounded up to whole seconds)
     memory_mb       address space (RLIMIT_AS); not applied on macOS
     output_bytes    cap on each of stdout, stderr and the report channel
     max_open_files  RLIMIT_NOFILE
     max_file_bytes  largest file the program may write (RLIMIT_FSIZE)
-    max_processes   RLIMIT_NPROC, skipped for root. The kernel counts every process of the
-                    user, not only the sandbox's, so this is a brake on fork bombs rather than
-                    a per-run count; raise it on a machine where the user runs many processes.
+    max_processes   RLIMIT_NPROC when not root (inside a user namespace the kernel counts
+                    the run's own processes); as root, ``pids.max`` of the run's cgroup
+                    where one is writable.
     """
 
     wall_seconds: float = 10.0
@@ -120,6 +122,8 @@ class ProcessResult:
     ``returncode`` is negative for death by signal (as in subprocess), None if never reaped.
     ``memory_exceeded`` is best effort: a MemoryError/bad_alloc/allocation failure on stderr.
     ``timed_out`` covers both the wall-clock limit and the CPU limit (death by SIGXCPU).
+    ``cpu_seconds`` is the CPU time of the reaped process tree (user + system).
+    ``files`` holds the files named in ``collect`` that the run left in its directory.
     """
 
     returncode: int | None
@@ -130,6 +134,8 @@ class ProcessResult:
     timed_out: bool
     output_exceeded: bool
     memory_exceeded: bool
+    files: dict[str, bytes] | None = None
+    cpu_seconds: float = 0.0
 
 
 def python_argv(script: str) -> list[str]:
@@ -140,34 +146,76 @@ def python_argv(script: str) -> list[str]:
 def run_process(
     argv: list[str],
     *,
-    files: dict[str, str],
+    files: Mapping[str, str | bytes],
     limits: SandboxLimits,
     report_channel: bool = False,
+    env: Mapping[str, str] | None = None,
+    collect: tuple[str, ...] = (),
 ) -> ProcessResult:
-    """Run ``argv`` in a fresh temp dir containing ``files`` (relative name -> text)."""
+    """Run ``argv`` in a fresh temp dir containing ``files`` (relative name -> text or bytes).
+
+    Bytes files are written executable (compiled programs). ``env`` adds variables to the
+    minimal environment; secret-looking names are refused. ``collect`` names files to read
+    back from the directory after the run (a compiler's output).
+    """
     if not argv:
         raise ValueError("run_process needs a non-empty argv")
-    with tempfile.TemporaryDirectory(prefix="rfai-sandbox-") as workdir:
-        for name, text in files.items():
-            _write_file(Path(workdir), name, text)
-        return _run_in(argv, workdir, limits, report_channel)
+    for name in env or {}:
+        if any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_PATTERNS):
+            raise ValueError(f"refusing to pass {name!r} to a sandboxed program: looks secret")
+    isolation = get_isolation()
+    with tempfile.TemporaryDirectory(prefix="run-", dir=isolation.base_dir) as workdir:
+        for name, content in files.items():
+            _write_file(Path(workdir), name, content)
+        cgroup = isolation.new_cgroup(limits.max_processes)
+        try:
+            wrapped = isolation.wrap(_limited_argv(argv, limits, cgroup is None), workdir)
+            if cgroup is not None:
+                wrapped = ["sh", "-c", _JOIN_CGROUP, str(cgroup), *wrapped]
+            result = _run_in(wrapped, workdir, limits, report_channel, env or {})
+        finally:
+            if cgroup is not None:
+                remove_cgroup(cgroup)
+        if collect:
+            found = {n: Path(workdir, n) for n in collect if Path(workdir, n).is_file()}
+            result = _with_files(result, {n: p.read_bytes() for n, p in found.items()})
+        return result
 
 
-def _write_file(workdir: Path, name: str, text: str) -> None:
+def _with_files(result: ProcessResult, files: dict[str, bytes]) -> ProcessResult:
+    return ProcessResult(**{**result.__dict__, "files": files})
+
+
+def _write_file(workdir: Path, name: str, content: str | bytes) -> None:
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts or not relative.parts:
         raise ValueError(f"sandbox file name must be relative and stay inside the dir: {name!r}")
     path = workdir.joinpath(*relative.parts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+        path.chmod(0o755)
+    else:
+        path.write_text(content, encoding="utf-8")
 
 
-def _launcher_argv(argv: list[str], limits: SandboxLimits) -> list[str]:
+def _limited_argv(argv: list[str], limits: SandboxLimits, use_nproc: bool) -> list[str]:
     cpu = max(1, math.ceil(limits.cpu_seconds))
     mem = 0 if sys.platform == "darwin" else limits.memory_mb * 2**20
-    nproc = limits.max_processes if os.geteuid() != 0 else 0
-    numbers = [cpu, mem, limits.max_file_bytes, limits.max_open_files, nproc]
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, *map(str, numbers), *argv]
+    # As root RLIMIT_NPROC is not enforced; the run's pids cgroup (if any) limits instead.
+    nproc = limits.max_processes if os.geteuid() != 0 and use_nproc else 0
+    if shutil.which("prlimit"):
+        # Soft CPU limit sends SIGXCPU; the hard limit one second later is SIGKILL.
+        args = ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--fsize={limits.max_file_bytes}"]
+        args.append(f"--nofile={limits.max_open_files}")
+        if mem:
+            args.append(f"--as={mem}")
+        if nproc:
+            args.append(f"--nproc={nproc}")
+        return [*args, *argv]
+    blocks = limits.max_file_bytes // 512
+    numbers = [cpu + 1, cpu, blocks, limits.max_open_files, nproc]
+    return ["sh", "-c", _ULIMIT, "sandbox", *map(str, numbers), *argv]
 
 
 def _minimal_env(workdir: str) -> dict[str, str]:
@@ -175,15 +223,20 @@ def _minimal_env(workdir: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "HOME": workdir,
+        "TMPDIR": workdir,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
     }
 
 
 def _run_in(
-    argv: list[str], workdir: str, limits: SandboxLimits, report_channel: bool
+    argv: list[str],
+    workdir: str,
+    limits: SandboxLimits,
+    report_channel: bool,
+    extra_env: Mapping[str, str],
 ) -> ProcessResult:
-    env = _minimal_env(workdir)
+    env = {**_minimal_env(workdir), **extra_env}
     pass_fds: tuple[int, ...] = ()
     report_read = report_write = -1
     if report_channel:
@@ -193,7 +246,7 @@ def _run_in(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            _launcher_argv(argv, limits),
+            argv,
             cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -212,20 +265,23 @@ def _run_in(
     streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
     if report_channel:
         streams[report_read] = "report"
+    reaped = _Reaper(proc)
     try:
-        captured, timed_out, output_exceeded = _pump(proc, streams, start, limits)
+        captured, timed_out, output_exceeded = _pump(reaped, streams, start, limits)
     finally:
         _kill_group(proc.pid)
-        proc.wait()
+        reaped.wait()
         proc.stdout.close()
         proc.stderr.close()
         if report_channel:
             os.close(report_read)
     wall = time.monotonic() - start
     stderr = captured["stderr"].decode("utf-8", errors="replace")
-    returncode = proc.returncode
-    if returncode == -signal.SIGXCPU:
-        timed_out = True  # the soft CPU limit; its default action ends the process
+    returncode = reaped.returncode
+    # The soft CPU limit's SIGXCPU ends the program, but inside a PID namespace unshare cannot
+    # re-raise it, so the CPU time of the reaped tree tells instead of the exit status.
+    if returncode == -signal.SIGXCPU or reaped.cpu_seconds >= math.ceil(limits.cpu_seconds):
+        timed_out = True
     return ProcessResult(
         returncode=returncode,
         stdout=captured["stdout"].decode("utf-8", errors="replace"),
@@ -235,11 +291,44 @@ def _run_in(
         timed_out=timed_out,
         output_exceeded=output_exceeded,
         memory_exceeded=_looks_like_memory_error(stderr),
+        cpu_seconds=reaped.cpu_seconds,
     )
 
 
+class _Reaper:
+    """Reaps the launched process with ``wait4`` so its tree's CPU time is known.
+
+    ``Popen.poll``/``wait`` would reap it without the resource usage, which includes every
+    descendant the launcher waited for (in namespace mode, the whole program).
+    """
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.returncode: int | None = None
+        self.cpu_seconds = 0.0
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._reap(os.WNOHANG)
+        return self.returncode
+
+    def wait(self) -> int | None:
+        if self.returncode is None:
+            self._reap(0)
+        return self.returncode
+
+    def _reap(self, flags: int) -> None:
+        pid, status, usage = os.wait4(self.proc.pid, flags)
+        if pid == 0:
+            return  # still running
+        self.returncode = os.waitstatus_to_exitcode(status)
+        self.proc.returncode = self.returncode  # so Popen does not try to reap it again
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+
+
 def _pump(
-    proc: subprocess.Popen, streams: dict[int, str], start: float, limits: SandboxLimits
+    proc: _Reaper, streams: dict[int, str], start: float, limits: SandboxLimits
 ) -> tuple[dict[str, bytearray], bool, bool]:
     """Read all streams until EOF, the wall limit or the output cap; kill the group on either.
 

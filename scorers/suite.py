@@ -1,23 +1,49 @@
 """A weighted suite of scorers: one program in, one ``ProgramScore`` out.
 
-Each scorer returns a value in [0, 1] or None when it does not apply to the task (correctness
-without tests, for example). The program's score is the weighted sum over the applicable
-criteria, with their weights renormalised to sum to 1, so a missing criterion neither rewards
-nor punishes. A task where no weighted criterion applies is a ``ScoringError``: there is no
-default score.
+Criteria: ``correctness`` (tests in the sandbox), ``code_quality``, ``efficiency`` and
+``documentation`` (see their modules for the formulas). Each gives a value in [0, 1] or None
+when it does not apply to the task (correctness without tests; efficiency without a teacher
+baseline). The program's score is the weighted sum over the applicable criteria, with their
+weights renormalised to sum to 1, so a missing criterion neither rewards nor punishes. A task
+where no weighted criterion applies is a ``ScoringError``: there is no default score.
+
+Efficiency compares with the teacher, so the teacher is scored first:
+
+    teacher = suite.score_teacher(task, teacher_code)      # measures teacher.cost
+    student = suite.score(task, student_code, baseline=teacher)
+
+Against a baseline that passed its tests, a student that passes gets
+``efficiency_score(student.cost, teacher.cost)`` and one that does not pass gets 0 (a wrong
+program has no efficiency worth rewarding); without a usable baseline efficiency is None.
+``score_teacher`` gives the teacher 1.0 (its cost against itself) when it passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from rfai.tasks import Task
-from scorers.correctness import CorrectnessScorer, ExecutionResult
+from scorers.correctness import CorrectnessScorer, ExecutionResult, TestOutcome
+from scorers.documentation import DocumentationScorer
+from scorers.efficiency import Cost, efficiency_score, measure_cost
+from scorers.isolation import get_isolation
+from scorers.languages import Toolchain
+from scorers.quality import QualityScorer
 from scorers.sandbox import SandboxLimits
 
-# The scorers of this slice; quality, efficiency and documentation come in later issues.
-KNOWN_SCORERS = {"correctness": CorrectnessScorer}
+log = logging.getLogger("rfai.scorers")
+
+# Static scorers, built with (limits, toolchain); correctness and efficiency are run by the
+# suite itself because the others' results feed them.
+KNOWN_SCORERS = {
+    "correctness": CorrectnessScorer,
+    "code_quality": QualityScorer,
+    "documentation": DocumentationScorer,
+    "efficiency": None,
+}
 STDERR_TAIL_CHARS = 300
 
 
@@ -28,6 +54,9 @@ class ProgramScore:
     ``criteria`` maps every weighted scorer to its value (None = not applicable); ``weights``
     holds the weights actually used, renormalised over the applicable criteria (sum 1).
     ``status`` is the correctness ExecutionResult's status, or ``"not_run"``.
+    ``tests`` holds one outcome per test; ``cost``/``cost_unit`` the measured cost of a
+    passing program (``scorers/efficiency.py``), the baseline for students' efficiency;
+    ``details`` each criterion's parts and findings, for debugging a score.
     """
 
     score: float
@@ -37,6 +66,28 @@ class ProgramScore:
     tests_passed: int
     tests_total: int
     error: str | None
+    tests: tuple[TestOutcome, ...] = ()
+    cost: float | None = None
+    cost_unit: str | None = None
+    wall_seconds: float = 0.0
+    details: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain values, for the CLI and dataset rows."""
+        return {
+            "status": self.status,
+            "student_score": self.score,
+            "scores": self.criteria,
+            "weights": self.weights,
+            "tests_passed": self.tests_passed,
+            "tests_total": self.tests_total,
+            "tests": [{"index": t.index, "passed": t.passed, "error": t.error} for t in self.tests],
+            "error": self.error,
+            "cost": self.cost,
+            "cost_unit": self.cost_unit,
+            "wall_seconds": self.wall_seconds,
+            "details": self.details,
+        }
 
 
 class ScoringError(RuntimeError):
@@ -46,7 +97,12 @@ class ScoringError(RuntimeError):
 class ScoringSuite:
     """Runs the weighted scorers on a program. Thread-safe: it holds no mutable state."""
 
-    def __init__(self, weights: Mapping[str, float], limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        limits: SandboxLimits,
+        toolchain: Toolchain | None = None,
+    ) -> None:
         unknown = sorted(set(weights) - set(KNOWN_SCORERS))
         if unknown:
             raise ValueError(
@@ -60,16 +116,94 @@ class ScoringSuite:
             raise ValueError(f"at least one scorer weight must be > 0, got {dict(weights)}")
         self.weights = {name: float(w) for name, w in weights.items() if w > 0}
         self.limits = limits
-        self._scorers = {name: KNOWN_SCORERS[name](limits) for name in self.weights}
+        self.toolchain = toolchain or Toolchain.discover()
+        self._correctness = CorrectnessScorer(limits, self.toolchain)
+        self._static = {
+            name: KNOWN_SCORERS[name](limits, self.toolchain)
+            for name in self.weights
+            if name not in ("correctness", "efficiency")
+        }
 
-    def score(self, task: Task, code: str) -> ProgramScore:
+    @classmethod
+    def from_config(cls, scoring: Any) -> ScoringSuite:
+        """The suite an ``rfai.config.ScoringConfig`` describes (trainer and CLI alike)."""
+        limits = SandboxLimits(
+            wall_seconds=scoring.wall_seconds,
+            cpu_seconds=scoring.cpu_seconds,
+            memory_mb=scoring.memory_mb,
+        )
+        toolchain = Toolchain.discover(
+            cxx=scoring.cxx,
+            cxx_flags=scoring.cxx_flags,
+            rustc=scoring.rustc,
+            rust_flags=scoring.rust_flags,
+            cache_dir=scoring.cache_dir or None,
+        )
+        return cls(scoring.weights, limits, toolchain)
+
+    def check_environment(self, languages: Iterable[str]) -> str:
+        """Fail now, naming what to install, if a compiler the tasks need is missing.
+
+        Also sets up (and logs) the sandbox's isolation. Returns a one-line description of
+        it. Raises ``scorers.languages.ToolchainError``.
+        """
+        languages = sorted(set(languages))
+        self.toolchain.check(languages)
+        compiled = [lang for lang in languages if lang != "python"]
+        if "efficiency" in self.weights and compiled and self.toolchain.valgrind is None:
+            log.warning(
+                "valgrind not found: efficiency of %s programs falls back to CPU time, "
+                "which is noisy; install valgrind for instruction counts",
+                "/".join(compiled),
+            )
+        return get_isolation().describe()
+
+    def score(self, task: Task, code: str, *, baseline: ProgramScore | None = None) -> ProgramScore:
+        """Score ``code``; ``baseline`` is the teacher's ProgramScore (for efficiency)."""
+        usable = baseline is not None and baseline.cost is not None
+        return self._score(task, code, baseline, measure=usable)
+
+    def _score(
+        self, task: Task, code: str, baseline: ProgramScore | None, *, measure: bool
+    ) -> ProgramScore:
         criteria: dict[str, float | None] = {}
+        details: dict[str, object] = {}
         execution: ExecutionResult | None = None
-        for name, scorer in self._scorers.items():
-            value, result = scorer.score(task, code)
-            criteria[name] = value
-            if name == "correctness":
-                execution = result
+        if task.tests and ("correctness" in self.weights or "efficiency" in self.weights):
+            value, execution = self._correctness.score(task, code)
+            if "correctness" in self.weights:
+                criteria["correctness"] = value
+        elif "correctness" in self.weights:
+            criteria["correctness"] = None
+        for name, scorer in self._static.items():
+            criteria[name], details[name] = scorer.score(task, code)
+        if not code.strip() or (execution is not None and execution.status == "compile_error"):
+            # A program that does not compile (or parse) has no quality or documentation to
+            # credit; otherwise comment-shaped noise would earn reward on its own.
+            for name in self._static:
+                if criteria[name] is not None:
+                    criteria[name] = 0.0
+                    details[name] = {"reason": "program does not compile"}
+        cost: Cost | None = None
+        if "efficiency" in self.weights:
+            passed = execution is not None and execution.status == "passed"
+            if passed and measure:
+                cost = measure_cost(task, code, self.limits, self.toolchain)
+            criteria["efficiency"] = _efficiency(cost, passed, baseline)
+        return self._combine(task, code, criteria, details, execution, cost)
+
+    def score_teacher(self, task: Task, code: str) -> ProgramScore:
+        """Score the teacher's program; its efficiency is 1.0 against itself when it passes."""
+        result = self._score(task, code, None, measure=True)
+        if "efficiency" not in self.weights or result.cost is None:
+            return result
+        criteria = {**result.criteria, "efficiency": 1.0}
+        score, used = self._weighted(task, criteria)
+        return replace(result, criteria=criteria, weights=used, score=score)
+
+    def _weighted(
+        self, task: Task, criteria: dict[str, float | None]
+    ) -> tuple[float, dict[str, float]]:
         applicable = {name: self.weights[name] for name, v in criteria.items() if v is not None}
         if not applicable:
             raise ScoringError(
@@ -79,15 +213,42 @@ class ScoringSuite:
         total = sum(applicable.values())
         used = {name: weight / total for name, weight in applicable.items()}
         score = sum(used[name] * criteria[name] for name in used)
+        return min(max(score, 0.0), 1.0), used  # the clamp guards float round-off only
+
+    def _combine(
+        self,
+        task: Task,
+        code: str,
+        criteria: dict[str, float | None],
+        details: dict[str, object],
+        execution: ExecutionResult | None,
+        cost: Cost | None,
+    ) -> ProgramScore:
+        score, used = self._weighted(task, criteria)
         return ProgramScore(
-            score=min(max(score, 0.0), 1.0),  # guards float round-off only
+            score=score,
             criteria=criteria,
             weights=used,
             status=execution.status if execution is not None else "not_run",
             tests_passed=execution.tests_passed if execution is not None else 0,
             tests_total=len(task.tests),
             error=_error_summary(execution, code),
+            tests=execution.tests if execution is not None else (),
+            cost=cost.value if cost is not None else None,
+            cost_unit=cost.unit if cost is not None else None,
+            wall_seconds=execution.wall_seconds if execution is not None else 0.0,
+            details=details,
         )
+
+
+def _efficiency(cost: Cost | None, passed: bool, baseline: ProgramScore | None) -> float | None:
+    if baseline is None or baseline.cost is None or baseline.status != "passed":
+        return None  # nothing to compare with
+    if not passed or cost is None:
+        return 0.0  # wrong, or too slow to finish under the profiler
+    if cost.unit != baseline.cost_unit:
+        return None
+    return efficiency_score(cost, Cost(baseline.cost, baseline.cost_unit))
 
 
 def _error_summary(execution: ExecutionResult | None, code: str) -> str | None:
@@ -95,5 +256,7 @@ def _error_summary(execution: ExecutionResult | None, code: str) -> str | None:
         return "empty program" if not code.strip() else None
     if execution.status in ("passed", "failed"):
         return execution.first_error
+    if execution.status == "compile_error":
+        return f"compile_error: {execution.first_error}"
     tail = execution.stderr.strip()[-STDERR_TAIL_CHARS:]
     return f"{execution.status}: {tail or execution.first_error}"

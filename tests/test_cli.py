@@ -57,9 +57,11 @@ def test_every_sample_is_a_row_with_the_documented_fields(finished_run):
         ) - set(row)
         assert row["language"] == "python"
         assert 0.0 <= row["student_score"] <= 1.0
-        assert row["teacher_score"] == 1.0  # reference solutions pass their own tests
-        assert row["scoring_breakdown"] == {"correctness": 1.0}
-        assert row["reward"] == pytest.approx(row["student_score"] / row["teacher_score"])
+        assert row["teacher_tests_passed"] == row["tests_total"]  # references pass their tests
+        assert abs(sum(row["scoring_breakdown"].values()) - 1.0) < 1e-9
+        # The default reward rule: student / max(teacher, floor 0.05), capped at 2.
+        expected = min(row["student_score"] / max(row["teacher_score"], 0.05), 2.0)
+        assert row["reward"] == pytest.approx(expected)
     keys = {(r["step"], r["group_index"], r["sample_index"]) for r in rows}
     assert len(keys) == len(rows)
     frame = pd.read_json(out / "datasets" / "train.jsonl", lines=True)
@@ -107,3 +109,43 @@ def test_unreachable_model_says_how_to_use_a_local_folder(tmp_path):
     assert proc.returncode == 2
     assert "Could not load the student model" in proc.stderr
     assert "--model" in proc.stderr
+
+
+def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path):
+    import datasets
+
+    args = tiny_run_args(
+        tiny_model_dir,
+        tmp_path,
+        "--set", "training.steps=2",
+        "--set", "data.max_samples=4",
+        "--set", "data.validation_file=builtin:python",
+        "--set", "data.evaluation_file=builtin:python",
+        "--set", "evaluation.eval_steps=2",
+        "--set", "evaluation.samples_per_task=1",
+    )  # fmt: skip
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "datasets"
+    rows = {s: read_rows(folder / f"{s}.jsonl") for s in ("train", "validation", "evaluation")}
+    assert len(rows["train"]) == 2 * 4 * 4
+    # Validation at step 2 (the last): 60 built-in tasks x 1 sample.
+    assert len(rows["validation"]) == 60 and {r["step"] for r in rows["validation"]} == {2}
+    # Evaluation before (step 0, baseline) and after training (step 2).
+    assert len(rows["evaluation"]) == 120
+    assert sorted({r["step"] for r in rows["evaluation"]}) == [0, 2]
+    assert all(r["split"] == s for s, rs in rows.items() for r in rs)
+    loaded = datasets.load_dataset(str(folder))
+    assert {k: len(v) for k, v in loaded.items()} == {
+        "train": 32,
+        "validation": 60,
+        "evaluation": 120,
+    }
+    card = (folder / "README.md").read_text()
+    assert str(tmp_path) not in card
+    events = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events if "event" in e] == [
+        "evaluation",
+        "validation",
+        "evaluation",
+    ]

@@ -172,6 +172,8 @@ def test_scorer_empty_code_scores_zero_without_running():
     assert CorrectnessScorer(LIMITS).score(make_task(), "  \n") == (0.0, None)
 
 
-def test_scorer_rejects_other_languages_naming_the_task():
-    with pytest.raises(ValueError, match=r"t-add.*cpp"):
-        CorrectnessScorer(LIMITS).score(make_task(language="cpp"), ADD)
+def test_python_answer_to_a_cpp_task_is_a_compile_error_not_an_exception():
+    score, result = CorrectnessScorer(LIMITS).score(make_task(language="cpp"), ADD)
+    assert score == 0.0
+    assert result.status == "compile_error"
+    assert result.tests_passed == 0

@@ -23,7 +23,7 @@ class ConstantScorer:
 
     name = "constant"
 
-    def __init__(self, limits):
+    def __init__(self, limits, toolchain=None):
         self.limits = limits
 
     def score(self, task, code):
@@ -101,7 +101,7 @@ def test_timeout_error_summary():
 
 def test_unknown_scorer_weight_lists_known_ones():
     with pytest.raises(
-        ValueError, match=r"unknown scorer\(s\) 'quality'.*known scorers: correctness"
+        ValueError, match=r"unknown scorer\(s\) 'quality'.*known scorers: correctness, code_q"
     ):
         ScoringSuite({"correctness": 1.0, "quality": 0.5}, LIMITS)
 
@@ -135,11 +135,7 @@ def test_pool_matches_results_to_submissions_when_completion_is_shuffled():
 
 def test_pool_futures_carry_exceptions():
     suite = ScoringSuite({"correctness": 1.0}, LIMITS)
-    cpp_task = Task("t-cpp", "Write f.", "cpp", "f", ("assert(f());",), None, None, "mem:2")
     with ScoringPool(suite, workers=2) as pool:
-        future = pool.submit(cpp_task, "int f() { return 1; }")
-        with pytest.raises(ValueError, match="t-cpp"):
-            future.result()
         no_tests = pool.submit(make_task(tests=(), task_id="t-none"), "x = 1")
         with pytest.raises(ScoringError, match="t-none"):
             no_tests.result()
@@ -148,3 +144,22 @@ def test_pool_futures_carry_exceptions():
 def test_pool_rejects_zero_workers():
     with pytest.raises(ValueError, match="workers"):
         ScoringPool(ScoringSuite({"correctness": 1.0}, LIMITS), workers=0)
+
+
+def test_regression_uncompilable_code_earns_no_documentation_or_quality():
+    # A random student model's C++ "program" of comment-shaped noise once scored
+    # documentation 1.0 while failing to compile: a reward for writing `//`.
+    from rfai.tasks import load_tasks
+    from scorers import SandboxLimits, ScoringSuite
+
+    task = load_tasks("builtin:cpp")[0]
+    suite = ScoringSuite(
+        {"correctness": 0.3, "code_quality": 0.3, "documentation": 0.2, "efficiency": 0.2},
+        SandboxLimits(),
+    )
+    noise = "// numerator! args chunks\n/// This library does things\nheap S W break.state(("
+    result = suite.score(task, noise)
+    assert result.status == "compile_error"
+    assert result.criteria["documentation"] == 0.0
+    assert result.criteria["code_quality"] == 0.0
+    assert result.score == 0.0

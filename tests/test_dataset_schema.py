@@ -1,0 +1,83 @@
+"""The row schema: in sync with the trainer, broken lines reported as file:line, pandas dtypes."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rfai.dataset_schema import (
+    FIELD_NAMES,
+    PANDAS_DTYPES,
+    DatasetValidationError,
+    validate_folder,
+    validate_split,
+)
+from tests.dataset_rows import make_dataset, make_row
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_schema_lists_exactly_the_fields_the_trainer_writes():
+    source = (REPO / "rfai" / "trainer.py").read_text()
+    block = re.search(r"\n(\s+)row = \{\n(.*?)\n\1\}", source, re.S)
+    assert block, "trainer.py no longer builds `row = {...}`; update this test"
+    keys = re.findall(r'^\s+"(\w+)":', block.group(2), re.M)
+    assert sorted(keys) == sorted(FIELD_NAMES)
+
+
+def test_broken_lines_are_reported_with_file_and_line(tmp_path):
+    good = json.dumps(make_row(0, 1))
+    missing = make_row(1, 1)
+    del missing["reward"]
+    wrong = make_row(2, 1) | {"student_score": "high"}
+    text = "\n".join([good, "{not json", json.dumps(missing), json.dumps(wrong), good[:40]])
+    path = tmp_path / "train.jsonl"
+    path.write_text(text)
+    rows, problems = validate_split(path)
+    assert rows == 1
+    assert [(p.line, p.message.split(" (")[0]) for p in problems] == [
+        (2, "not valid JSON"),
+        (3, "missing field 'reward'"),
+        (4, "field 'student_score' must be float, got 'high'"),
+        (5, "incomplete last line"),
+    ]
+    with pytest.raises(DatasetValidationError) as err:
+        validate_folder(tmp_path)
+    assert f"{path}:2: not valid JSON" in str(err.value)
+    assert f"{path}:4: field 'student_score'" in str(err.value)
+
+
+def test_unknown_fields_and_booleans_for_numbers_are_errors(tmp_path):
+    row = make_row(0, 1, "validation") | {"extra": 1, "tests_passed": True}
+    misplaced = make_row(1, 1, "train")  # a train row in validation.jsonl
+    (tmp_path / "validation.jsonl").write_text(
+        json.dumps(row) + "\n" + json.dumps(misplaced) + "\n"
+    )
+    _, problems = validate_split(tmp_path / "validation.jsonl")
+    messages = [(p.line, p.message) for p in problems]
+    assert any(n == 1 and "unknown field(s) 'extra'" in m for n, m in messages)
+    assert any(n == 1 and "'tests_passed' must be int" in m for n, m in messages)
+    assert (2, "field 'split' is 'train' in validation.jsonl") in messages
+
+
+def test_empty_folder_is_an_error_naming_the_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"train\.jsonl"):
+        validate_folder(tmp_path)
+
+
+def test_pandas_reads_whole_number_scores_as_float_with_pandas_dtypes(tmp_path):
+    # Regression: every score 0.0 or 1.0 (a typical early run) made pandas read int64.
+    folder = make_dataset(tmp_path, {"train": 4})
+    lines = (folder / "train.jsonl").read_text().splitlines()
+    rows = [json.loads(line) | {"student_score": 0.0, "reward": 0.0} for line in lines]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = pd.read_json(folder / "train.jsonl", lines=True)
+    assert plain["reward"].dtype == "int64"  # the pandas behaviour PANDAS_DTYPES exists for
+    frame = pd.read_json(folder / "train.jsonl", lines=True, dtype=PANDAS_DTYPES)
+    for name in ("student_score", "teacher_score", "reward"):
+        assert frame[name].dtype == "float64", name
+    for name in ("step", "tests_passed", "completion_tokens"):
+        assert frame[name].dtype == "int64", name
+    assert str(frame["timestamp"].dtype).startswith("datetime64")
