@@ -95,7 +95,8 @@ def main(argv=None) -> None:
     warm, runs = run_rfai(args, path, root)
     keys = [
         ("generation_seconds", "generation s"),
-        ("scoring_wait_seconds", "scoring wait s"),
+        ("scoring_seconds", "scoring s (job time / workers)"),
+        ("scoring_wait_seconds", "scoring wait s (after generation)"),
         ("update_seconds", "update s"),
         ("step_seconds", "step s"),
         ("generated_tokens", "generated tokens"),
@@ -104,6 +105,10 @@ def main(argv=None) -> None:
     ]
     summary = {k: median([r[k] for r in runs]) for k, _ in keys}
     summary["tokens_per_second"] = summary["generated_tokens"] / summary["step_seconds"]
+    ideal = (
+        max(summary["generation_seconds"], summary["scoring_seconds"]) + summary["update_seconds"]
+    )
+    summary["overlap_ratio"] = summary["step_seconds"] / ideal
     title = (
         f"GRPO step: {args.model or args.shape} {args.dtype}, B={args.batch_size} "
         f"G={args.group_size} max_new_tokens={args.max_new_tokens} micro_batch="
@@ -116,6 +121,10 @@ def main(argv=None) -> None:
         # The first update traces and compiles the step (once per padded batch width).
         rows.append(["first step's update s (compile)", f"{warm[0]['update_seconds']:.2f}"])
     print_table(title, ["rfai", "value"], rows)
+    print(
+        f"step / (max(generation, scoring) + update) = {summary['step_seconds']:.2f} / "
+        f"{ideal:.2f} = {summary['overlap_ratio']:.2f}x (target <= 1.1x)"
+    )
     out = {"args": vars(args), "rfai": summary, "rfai_steps": runs, "warmup_steps": warm}
 
     if args.peer:

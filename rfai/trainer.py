@@ -92,6 +92,7 @@ class Rollout:
     generation_seconds: float
     scoring_wait_seconds: float
     generation_peak: int
+    scoring_busy_seconds: float = 0.0  # summed wall time of this batch's scoring jobs
 
 
 @dataclass(frozen=True)
@@ -310,11 +311,19 @@ class Trainer:
             self._teacher_future(pool, t, c) for t, c in zip(tasks, teacher_codes, strict=True)
         ]
         futures: dict[int, Future[ScoredSample]] = {}
+        busy: list[float] = []
+
+        def timed(*args) -> ScoredSample:
+            start = time.perf_counter()
+            try:
+                return self._score_sample(*args)
+            finally:
+                busy.append(time.perf_counter() - start)  # list.append is atomic
 
         def on_complete(c: Completion) -> None:
             i = c.prompt_index
             futures[c.index] = pool.submit_job(
-                self._score_sample, split, step, tasks[i], teacher_codes[i], teacher_futures[i], c
+                timed, split, step, tasks[i], teacher_codes[i], teacher_futures[i], c
             )
 
         prompts = [self.student.prompt_tokens(t) for t in tasks]
@@ -347,6 +356,7 @@ class Trainer:
             t_gen - t0,
             time.perf_counter() - t_gen,
             generation_peak,
+            sum(busy),
         )
 
     def run_step(self, step: int, pool: ScoringPool) -> dict[str, Any]:
@@ -398,6 +408,8 @@ class Trainer:
             "zero_variance_groups_dropped": dropped_equal,
             "generation_seconds": rollout.generation_seconds,
             "scoring_wait_seconds": rollout.scoring_wait_seconds,
+            # What scoring alone would take on this pool: its busy time spread over workers.
+            "scoring_seconds": rollout.scoring_busy_seconds / self.workers,
             "update_seconds": t_update - t_score,
             "step_seconds": t_update - t0,
             "generation_tps": gen_stats.tokens_per_second,
