@@ -24,7 +24,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# mlx-cpu and mlx-cuda-13 install the same library file: keep only the chosen one.
+OTHER_BACKEND := $(if $(filter cuda13,$(BACKEND)),mlx-cpu,mlx-cuda-13)
+
 $(STAMP): pyproject.toml | $(PY)
+ifneq ($(shell uname -s),Darwin)
+	@if $(PY) -m pip show -q $(OTHER_BACKEND) >/dev/null 2>&1; then \
+	  echo "error: .venv has $(OTHER_BACKEND) installed but BACKEND=$(BACKEND) was asked for; the two" >&2; \
+	  echo "backends install the same files, so switch with a fresh environment: rm -rf .venv" >&2; \
+	  exit 1; fi
+endif
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@

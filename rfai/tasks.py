@@ -20,12 +20,13 @@ Test snippets, per language:
 * Python: statements, usually one or more ``assert`` lines, executed after the solution's
   definitions in a copy of the solution's namespace, e.g. ``assert rle("aab") == "a2b1"``.
   Each snippet passes when it runs without raising.
-* C++ and Rust (scored in a later issue): each snippet is the body of one test function, placed
-  after the solution in the same translation unit/crate, e.g. ``assert(rle("aab") == "a2b1");``
-  inside ``int main() { ... }`` for C++, or ``assert_eq!(rle("aab"), "a2b1");`` inside a
-  ``#[test] fn`` for Rust. Loading them works today; only scoring is missing.
+* C++ and Rust: each snippet is the body of one test function, placed after the solution in
+  the same translation unit/crate, e.g. ``assert(rle("aab") == "a2b1");`` for C++ (each test
+  runs in its own forked child, see scorers/harness.py), or ``assert_eq!(rle("aab"), "a2b1");``
+  inside a ``#[test] fn`` for Rust (built with ``rustc --test``).
 
-``load_tasks("builtin:python")`` loads the set shipped in ``rfai/builtin_tasks/python.jsonl``.
+``load_tasks("builtin:python")`` (also ``builtin:cpp``, ``builtin:rust``) loads a set shipped in
+``rfai/builtin_tasks/``.
 `load_tasks` reads rfai's schema only and stops at the first error. Other formats (plain
 prompt files, HumanEval, Hugging Face datasets), skip-and-count validation and ``--strict`` are
 in ``rfai/task_sources.py``; filters, curriculum and overlap in ``rfai/task_selection.py``.

@@ -1,5 +1,5 @@
 """Dataset and model cards: Hub front matter, statistics, nothing local or secret; the
-README's pandas analysis snippet (docs/analysis.md) run as written on a real output folder."""
+README's pandas analysis snippet run as written on a real output folder."""
 
 import re
 import warnings
@@ -129,11 +129,13 @@ def test_model_card_reports_rewards_before_and_after(tmp_path):
 
 
 def test_analysis_snippet_runs_as_written(tmp_path, monkeypatch):
-    snippet = re.search(r"```python\n(.*?)```", (REPO / "docs" / "analysis.md").read_text(), re.S)
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Analysing the dataset with pandas") :]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S)
     make_dataset(tmp_path / "datasets", {"train": 40, "validation": 8})
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(snippet.group(1), "docs/analysis.md", "exec"), scope)
+    exec(compile(snippet.group(1), "README.md (pandas analysis)", "exec"), scope)
     # 40 rows, student_score cycles 1.0, 0.5, 0.0, 0.75 -> mean 0.5625.
     assert scope["means"]["student_score"] == pytest.approx(0.5625)
     assert set(scope["by_language"].index) == {"cpp", "python", "rust"}
