@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from rfai.tasks import (
-    BUILTIN_DIR,
     BUILTIN_PREFIX,
     Task,
     TaskFormatError,
+    builtin_path,
     parse_json_line,
     task_from_record,
 )
@@ -112,15 +112,7 @@ def load_task_source(
     if spec == HUMANEVAL_SPEC:
         return _load_jsonl(_humaneval_package_file(), spec, problems)
     if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX) :]
-        path = BUILTIN_DIR / f"{name}.jsonl"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in BUILTIN_DIR.glob("*.jsonl"))
-            raise TaskFormatError(
-                f"no built-in task set {spec!r}; shipped sets: "
-                + ", ".join(f"{BUILTIN_PREFIX}{s}" for s in shipped)
-            )
-        return _load_jsonl(path, spec, problems)
+        return _load_jsonl(builtin_path(spec), spec, problems)
     if spec.startswith(HF_PREFIX) or Path(spec).is_dir():
         target = spec[len(HF_PREFIX) :] if spec.startswith(HF_PREFIX) else spec
         return _load_dataset(

@@ -90,17 +90,22 @@ _REQUIRED = ("task_id", "prompt", "language")
 _OPTIONAL = ("entry_point", "tests", "reference_solution", "difficulty")
 
 
+def builtin_path(spec: str) -> Path:
+    """The file of a ``builtin:<name>`` task set, or a TaskFormatError listing the shipped ones."""
+    path = BUILTIN_DIR / f"{spec[len(BUILTIN_PREFIX) :]}.jsonl"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in BUILTIN_DIR.glob("*.jsonl"))
+        raise TaskFormatError(
+            f"no built-in task set {spec!r}; shipped sets: "
+            + ", ".join(f"{BUILTIN_PREFIX}{s}" for s in shipped)
+        )
+    return path
+
+
 def load_tasks(spec: str) -> list[Task]:
     """Load tasks from a JSONL path or ``builtin:<language>`` (e.g. ``builtin:python``)."""
     if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX) :]
-        path = BUILTIN_DIR / f"{name}.jsonl"
-        if not path.is_file():
-            shipped = sorted(p.stem for p in BUILTIN_DIR.glob("*.jsonl"))
-            raise TaskFormatError(
-                f"no built-in task set {spec!r}; shipped sets: "
-                + ", ".join(f"builtin:{s}" for s in shipped)
-            )
+        path = builtin_path(spec)
     else:
         path = Path(spec)
         if not path.is_file():

@@ -1,10 +1,8 @@
 """The training loop: wires tasks, teacher, student, rollout, scoring, update and output.
 
-One step (see README "Architecture"):
-1. B tasks from the sampler; the teacher's code for each, scored once per run (cached);
-2. one batched generation of G completions per task; each finished completion is handed to
-   the scoring pool at once, so scoring overlaps generation;
-3. each scored sample becomes a dataset row the moment it is scored (worker thread);
+One step (see README "How it works"):
+1-3. B tasks from the sampler, sampled G times each and scored, every sample written as a
+   row the moment it is scored (rfai/scored_rollout.py);
 4. groups whose task could not be scored are dropped (counted, never given a made-up score);
    group-relative advantages; the policy update;
 5. metrics, and a checkpoint every `checkpoint.every_steps`.
@@ -25,10 +23,7 @@ import dataclasses
 import os
 import time
 import uuid
-from concurrent.futures import Future
-from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,52 +42,24 @@ from rfai.checkpoint import (
 )
 from rfai.config import Config, save_config
 from rfai.dataset_writer import DatasetWriter
-from rfai.extract import extract_code
 from rfai.hub import check_upload_ready, publish_dataset, publish_model
 from rfai.metrics import MetricsLogger
-from rfai.rollout import Completion, RolloutStats, generate_groups
 from rfai.sampler import TaskSampler
+from rfai.scored_rollout import RolloutScorer, ScoredSample
 from rfai.student import Student, load_student
 from rfai.task_selection import TaskSplits, load_task_splits
 from rfai.tasks import Task
 from rfai.teachers import add_teacher_tests, build_teacher
 from rfai.update import PolicyUpdater, Sample
 from scorers import (
-    ProgramScore,
-    ScoringError,
     ScoringPool,
     ScoringSuite,
-    compute_reward,
     validate_tasks,
 )
 
 
 class TrainingError(RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class ScoredSample:
-    completion: Completion
-    student: ProgramScore | None  # None: this sample's task could not be scored
-    teacher: ProgramScore | None
-    reward: float | None
-    skip_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """One batch of tasks sampled and scored; `scored` is index-ordered, prompt-major."""
-
-    tasks: list[Task]
-    prompts: list[list[int]]
-    scored: list[ScoredSample]
-    skipped: int
-    gen_stats: RolloutStats | None
-    generation_seconds: float
-    scoring_wait_seconds: float
-    generation_peak: int
-    scoring_busy_seconds: float = 0.0  # summed wall time of this batch's scoring jobs
 
 
 @dataclass(frozen=True)
@@ -110,10 +77,6 @@ class RunPaths:
         # save_datasets_locally false they stay inside the run folder only.
         dataset_dir = Path(hf.dataset_output_dir) if hf.save_datasets_locally else out / "datasets"
         return cls(out, out / "checkpoints", out / "metrics.jsonl", dataset_dir)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Trainer:
@@ -187,7 +150,15 @@ class Trainer:
                 f"resumed {existing} at step {state.step}; rolled back rows written after it: "
                 f"{removed}"
             )
-        self._teacher_scores: dict[tuple[str, str], Future[ProgramScore]] = {}
+        self.rollouts = RolloutScorer(
+            config,
+            self.student,
+            self.teacher,
+            self.suite,
+            self.writer,
+            self.run_id,
+            self.logger.info,
+        )
 
     def _check_scoring(self, splits: TaskSplits) -> None:
         """Compilers present, sandbox set up, and every reference passing its own tests.
@@ -216,156 +187,13 @@ class Trainer:
         )
 
     # -- one step ---------------------------------------------------------------------------
-    def _teacher_future(self, pool: ScoringPool, task: Task, code: str) -> Future[ProgramScore]:
-        key = (task.task_id, code)
-        future = self._teacher_scores.get(key)
-        if future is None:
-            future = pool.submit_teacher(task, code)
-            self._teacher_scores[key] = future
-        return future
-
-    def _score_sample(
-        self,
-        split: str,
-        step: int,
-        task: Task,
-        teacher_code: str,
-        teacher_future: Future[ProgramScore],
-        completion: Completion,
-    ) -> ScoredSample:
-        """Runs on a pool thread: score one completion and stream its row."""
-        extracted = extract_code(completion.text, task.language, task.entry_point)
-        try:
-            teacher = teacher_future.result()
-            # The teacher's measured cost is the baseline of the efficiency criterion.
-            student = self.suite.score(task, extracted.code, baseline=teacher)
-        except ScoringError as exc:
-            return ScoredSample(completion, None, None, None, str(exc))
-        sc = self.config.scoring
-        reward = compute_reward(
-            student.score,
-            teacher.score,
-            rule=sc.reward,
-            teacher_floor=sc.teacher_floor,
-            cap=sc.reward_cap,
-        )
-        row = {
-            "prompt": task.prompt,
-            "language": task.language,
-            "student_code": extracted.code,
-            "teacher_code": teacher_code,
-            "student_score": student.score,
-            "teacher_score": teacher.score,
-            "reward": reward,
-            "scoring_breakdown": student.weights,
-            "timestamp": _now(),
-            "student_breakdown": student.criteria,
-            "teacher_breakdown": teacher.criteria,
-            "task_id": task.task_id,
-            "step": step,
-            "group_index": completion.prompt_index,
-            "sample_index": completion.sample_index,
-            "completion_tokens": len(completion.tokens),
-            "finish_reason": completion.finish_reason,
-            "extraction": extracted.method,
-            "status": student.status,
-            "tests_passed": student.tests_passed,
-            "tests_total": student.tests_total,
-            "teacher_tests_passed": teacher.tests_passed,
-            "error": student.error,
-            "student_model": self.config.student.path,
-            "teacher": f"{self.teacher.name}:{self.teacher.model}",
-            "run_id": self.run_id,
-            "split": split,
-        }
-        self.writer.write(split, row)
-        return ScoredSample(completion, student, teacher, reward)
-
-    def _rollout(
-        self,
-        batch: list[Task],
-        step: int,
-        pool: ScoringPool,
-        *,
-        split: str,
-        group_size: int,
-        temperature: float,
-    ) -> Rollout:
-        """Teacher answers, one batched generation, every completion scored and written."""
-        cfg = self.config
-        t0 = time.perf_counter()
-        answers = self.teacher.solve(batch)
-        tasks: list[Task] = []
-        teacher_codes: list[str] = []
-        skipped = 0
-        for task, answer in zip(batch, answers, strict=True):
-            if answer.code is None:
-                skipped += 1
-                self.logger.info(f"{split} step {step}: skipping {task.task_id}: {answer.error}")
-                continue
-            tasks.append(task)
-            teacher_codes.append(answer.code)
-        if not tasks:
-            return Rollout([], [], [], skipped, None, time.perf_counter() - t0, 0.0, 0)
-        teacher_futures = [
-            self._teacher_future(pool, t, c) for t, c in zip(tasks, teacher_codes, strict=True)
-        ]
-        futures: dict[int, Future[ScoredSample]] = {}
-        busy: list[float] = []
-
-        def timed(*args) -> ScoredSample:
-            start = time.perf_counter()
-            try:
-                return self._score_sample(*args)
-            finally:
-                busy.append(time.perf_counter() - start)  # list.append is atomic
-
-        def on_complete(c: Completion) -> None:
-            i = c.prompt_index
-            futures[c.index] = pool.submit_job(
-                timed, split, step, tasks[i], teacher_codes[i], teacher_futures[i], c
-            )
-
-        prompts = [self.student.prompt_tokens(t) for t in tasks]
-        with self.student.adapter_fused() if cfg.rollout.fuse_adapter else nullcontext():
-            completions, gen_stats = generate_groups(
-                self.student.model,
-                self.student.tokenizer,
-                prompts,
-                group_size,
-                max_new_tokens=cfg.rollout.max_new_tokens,
-                temperature=temperature,
-                prefill_batch_size=cfg.rollout.prefill_batch_size,
-                completion_batch_size=cfg.rollout.completion_batch_size,
-                on_complete=on_complete,
-            )
-        t_gen = time.perf_counter()
-        generation_peak = mx.get_peak_memory()
-        scored = [futures[c.index].result() for c in completions]
-        # Behaviour log-probs exist only after generation ends; attach them by index.
-        scored = [
-            ScoredSample(c, s.student, s.teacher, s.reward, s.skip_reason)
-            for c, s in zip(completions, scored, strict=True)
-        ]
-        return Rollout(
-            tasks,
-            prompts,
-            scored,
-            skipped,
-            gen_stats,
-            t_gen - t0,
-            time.perf_counter() - t_gen,
-            generation_peak,
-            sum(busy),
-        )
-
     def run_step(self, step: int, pool: ScoringPool) -> dict[str, Any]:
         cfg = self.config
         t0 = time.perf_counter()
         mx.reset_peak_memory()
         mx.random.seed(step_seed(cfg.training.seed, step))
         batch = self.sampler.next_batch(cfg.rollout.batch_size)
-        rollout = self._rollout(
+        rollout = self.rollouts.run(
             batch,
             step,
             pool,
@@ -504,7 +332,7 @@ class Trainer:
         size = cfg.rollout.batch_size
         for i in range(0, len(tasks), size):
             mx.random.seed(step_seed(cfg.training.seed, 10**7 + step * 1000 + i // size))
-            rollout = self._rollout(
+            rollout = self.rollouts.run(
                 tasks[i : i + size],
                 step,
                 pool,

@@ -20,9 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_schema_lists_exactly_the_fields_the_trainer_writes():
-    source = (REPO / "rfai" / "trainer.py").read_text()
+    source = (REPO / "rfai" / "scored_rollout.py").read_text()
     block = re.search(r"\n(\s+)row = \{\n(.*?)\n\1\}", source, re.S)
-    assert block, "trainer.py no longer builds `row = {...}`; update this test"
+    assert block, "scored_rollout.py no longer builds `row = {...}`; update this test"
     keys = re.findall(r'^\s+"(\w+)":', block.group(2), re.M)
     assert sorted(keys) == sorted(FIELD_NAMES)
 
