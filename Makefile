@@ -43,7 +43,7 @@ install: $(STAMP)
 train: $(STAMP)
 	$(PY) train_rfai.py --config $(CONFIG) $(ARGS)
 
-models/tiny/config.json: $(STAMP)
+models/tiny/config.json: | $(STAMP)
 	$(PY) -m rfai.tiny_model models/tiny
 
 # The demo's run folder is scratch: each `make demo` starts it afresh (rows still append
