@@ -3,7 +3,9 @@
 This is the only module in rfai that starts processes running model-written code (the trainer
 never executes it in its own process); compilers run through it too. Every run gets:
 
-* a separate process in a new session (its own process group), stdin from /dev/null;
+* a separate process in a new session (its own process group); stdin is /dev/null, or a pipe
+  carrying ``stdin`` bytes and then closed (how a harness is handed its tests and key
+  without putting them in a file or the environment);
 * a fresh temporary working directory holding only the given files, deleted after;
 * a minimal environment (PATH, LANG, HOME=TMPDIR=the temp dir, PYTHONDONTWRITEBYTECODE,
   PYTHONHASHSEED, plus what the caller lists in ``env``, where names that look like secrets
@@ -45,6 +47,7 @@ unsafe in threaded programs; a Python launcher would add one interpreter start-u
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 import os
@@ -54,6 +57,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -151,8 +155,12 @@ def run_process(
     report_channel: bool = False,
     env: Mapping[str, str] | None = None,
     collect: tuple[str, ...] = (),
+    stdin: bytes | None = None,
 ) -> ProcessResult:
     """Run ``argv`` in a fresh temp dir containing ``files`` (relative name -> text or bytes).
+
+    ``stdin``: bytes written to the program's standard input, which is then closed (EOF);
+    None gives it /dev/null.
 
     Bytes files are written executable (compiled programs). ``env`` adds variables to the
     minimal environment; secret-looking names are refused. ``collect`` names files to read
@@ -172,7 +180,7 @@ def run_process(
             wrapped = isolation.wrap(_limited_argv(argv, limits, cgroup is None), workdir)
             if cgroup is not None:
                 wrapped = ["sh", "-c", _JOIN_CGROUP, str(cgroup), *wrapped]
-            result = _run_in(wrapped, workdir, limits, report_channel, env or {})
+            result = _run_in(wrapped, workdir, limits, report_channel, env or {}, stdin)
         finally:
             if cgroup is not None:
                 remove_cgroup(cgroup)
@@ -235,6 +243,7 @@ def _run_in(
     limits: SandboxLimits,
     report_channel: bool,
     extra_env: Mapping[str, str],
+    stdin_data: bytes | None = None,
 ) -> ProcessResult:
     env = {**_minimal_env(workdir), **extra_env}
     pass_fds: tuple[int, ...] = ()
@@ -249,7 +258,7 @@ def _run_in(
             argv,
             cwd=workdir,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -262,6 +271,8 @@ def _run_in(
         raise
     if report_channel:
         os.close(report_write)  # only the child holds the write end: EOF when it is gone
+    if stdin_data is not None:
+        _feed(proc, stdin_data)
     streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
     if report_channel:
         streams[report_read] = "report"
@@ -293,6 +304,22 @@ def _run_in(
         memory_exceeded=_looks_like_memory_error(stderr),
         cpu_seconds=reaped.cpu_seconds,
     )
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    """Write ``data`` to the child's stdin from a thread, then close it.
+
+    A thread, so that a program that never reads its stdin cannot block the reader of its
+    stdout (a pipe holds 64 KiB); a program that exits without reading is not an error.
+    """
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.write(data)
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.close()
+
+    threading.Thread(target=write, name="sandbox-stdin", daemon=True).start()
 
 
 class _Reaper:
