@@ -222,12 +222,14 @@ class ScoringConfig:
     cpu_seconds: float = 10.0
     memory_mb: int = 1024
     # Compilers for C++ / Rust tasks (found on PATH) and their flags; compiled programs are
-    # cached under cache_dir ("" = $XDG_CACHE_HOME/rfai/compiled or ~/.cache/rfai/compiled).
+    # cached under cache_dir ("" = $XDG_CACHE_HOME/rfai/compiled or ~/.cache/rfai/compiled),
+    # at most compile_cache_mb MiB (least recently used evicted first; 0 = no cache).
     cxx: str = "g++"
     cxx_flags: tuple[str, ...] = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-pipe")
     rustc: str = "rustc"
     rust_flags: tuple[str, ...] = ("--edition", "2021", "-C", "opt-level=2")
     cache_dir: str = ""
+    compile_cache_mb: int = 2048  # scorers.compile_cache.DEFAULT_CACHE_MB
 
     def __post_init__(self) -> None:
         _choice("scoring.reward", self.reward, REWARD_RULES)
@@ -246,6 +248,7 @@ class ScoringConfig:
             _check(name in known, f"scoring.weights.{name}", f"unknown scorer; one of {known}")
         _check(bool(self.cxx), "scoring.cxx", "must name a C++ compiler")
         _check(bool(self.rustc), "scoring.rustc", "must name rustc")
+        _check(self.compile_cache_mb >= 0, "scoring.compile_cache_mb", "must be >= 0 (0 = off)")
 
 
 @dataclass(frozen=True)
