@@ -20,7 +20,14 @@ from typing import Any
 
 import yaml
 
-from rfai.dataset_schema import FIELDS, PANDAS_DTYPES, read_rows, split_files, validate_folder
+from rfai.dataset_schema import (
+    FIELDS,
+    PANDAS_DTYPES,
+    SCORER_ERROR,
+    read_rows,
+    split_files,
+    validate_folder,
+)
 
 CARD = "README.md"
 # The run's config, made public, kept next to the rows so that a later export (without the
@@ -134,7 +141,12 @@ def _summary(rows: dict[str, list[dict]]) -> list[str]:
     out += ["| split | value | mean | std | min | median | max |", "|---|---|---|---|---|---|---|"]
     for split, rs in rows.items():
         for name in ("student_score", "teacher_score", "reward"):
-            out.append(f"| {split} | `{name}` " + _stats([float(r[name]) for r in rs]))
+            values = [float(r[name]) for r in rs if r[name] is not None]
+            out.append(f"| {split} | `{name}` " + _stats(values))
+    errors = {s: sum(r["status"] == SCORER_ERROR for r in rs) for s, rs in rows.items()}
+    if any(errors.values()):
+        counts = ", ".join(f"{n} in {s}" for s, n in errors.items() if n)
+        out += ["", f"Rows with status `scorer_error` (scoring failed; no score): {counts}."]
     return out
 
 

@@ -5,6 +5,16 @@
 evaluation row is built exactly like a training row, with `split` naming its file and `step`
 placing it in time (0 = a baseline evaluation before any update).
 
+What a row may hold from running a program: `status` (a word from the scorers' vocabulary,
+`scorer_error` when scoring itself raised), the test counts, and `error`, a short scrubbed
+error class and message (`scorers/redact.py`: no stderr, quoted spans elided, token-shaped
+strings replaced). The validator refuses an `error` that still holds a token-shaped string
+(`scorers.redact.find_token`), so a row written by an older rfai, or edited by hand, cannot
+publish one. The code fields are not checked for tokens: they hold what the student model and
+the teacher wrote (never program output), and hex constants or test vectors in code are
+ordinary. A row with status `scorer_error` has null `student_score` and `reward` (and a null
+`teacher_score` when the teacher's scoring raised); every other row has all three.
+
 Why `PANDAS_DTYPES` exists: JSON has one number type, and `pd.read_json(..., lines=True)`
 turns a float column whose values are all integral (every reward 0.0 early in a run) into
 int64, whatever the file says (`0.0` is written with its decimal point). Nothing in the file
@@ -16,11 +26,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rfai.dataset_writer import SPLITS
+from scorers.redact import find_token
+
+# The status of a row whose scoring raised (rfai/scored_rollout.py); its scores are null.
+SCORER_ERROR = "scorer_error"
+# Fields a scorer_error row leaves null; every other row must fill them.
+SCORE_FIELDS = ("student_score", "teacher_score", "reward")
+_STATUS = re.compile(r"[a-z_]{1,40}")
 
 # How many problems a validation report lists per file; the count is always complete.
 MAX_REPORTED = 20
@@ -39,9 +57,26 @@ FIELDS: tuple[Field, ...] = (
     Field("language", "string", "Programming language of the task, e.g. `python`."),
     Field("student_code", "string", "Code extracted from the student's completion."),
     Field("teacher_code", "string", "The teacher's code for the same task."),
-    Field("student_score", "float", "Weighted score of the student's code, in [0, 1]."),
-    Field("teacher_score", "float", "Weighted score of the teacher's code, in [0, 1]."),
-    Field("reward", "float", "The reward given to the sample (`scoring.reward` rule)."),
+    Field(
+        "student_score",
+        "float",
+        "Weighted score of the student's code, in [0, 1]; null when status is `scorer_error`.",
+        nullable=True,
+    ),
+    Field(
+        "teacher_score",
+        "float",
+        "Weighted score of the teacher's code, in [0, 1]; null when the teacher's scoring "
+        "raised (status `scorer_error`).",
+        nullable=True,
+    ),
+    Field(
+        "reward",
+        "float",
+        "The reward given to the sample (`scoring.reward` rule); null when status is "
+        "`scorer_error` (the sample was not trained on).",
+        nullable=True,
+    ),
     Field(
         "scoring_breakdown",
         "dict[str, float]",
@@ -70,11 +105,23 @@ FIELDS: tuple[Field, ...] = (
     Field("completion_tokens", "int", "Number of tokens the student generated."),
     Field("finish_reason", "string", "`stop` (end of sequence) or `length` (cut)."),
     Field("extraction", "string", "How the code was taken from the completion."),
-    Field("status", "string", "Outcome of running the student's tests, e.g. `passed`."),
+    Field(
+        "status",
+        "string",
+        "Outcome of running the student's tests, e.g. `passed`, `compile_error`; "
+        "`scorer_error` when scoring itself failed (a bug; the sample was skipped).",
+    ),
     Field("tests_passed", "int", "Tests the student's code passed."),
     Field("tests_total", "int", "Tests the task has."),
     Field("teacher_tests_passed", "int", "Tests the teacher's code passed."),
-    Field("error", "string", "First error of the student's program, if any.", nullable=True),
+    Field(
+        "error",
+        "string",
+        "First error of the student's program, if any: `[status: ][test N: ]Class: message`, "
+        "at most 140 characters, quoted spans elided (`…`), token-shaped strings replaced by "
+        "`[redacted]`; never stderr or file contents.",
+        nullable=True,
+    ),
     Field("student_model", "string", "The student model (Hub id or folder name)."),
     Field("teacher", "string", "Teacher backend and model, `backend:model`."),
     Field("run_id", "string", "Id of the training run that wrote the row."),
@@ -124,6 +171,28 @@ def row_problems(row: Any) -> list[str]:
             continue
         if not _CHECKS[f.type](row[f.name]):
             problems.append(f"field {f.name!r} must be {f.type}, got {row[f.name]!r:.60}")
+    return problems or _content_problems(row)
+
+
+def _content_problems(row: dict[str, Any]) -> list[str]:
+    """Checks across fields, and of what a program may have put into the row."""
+    problems = []
+    if not _STATUS.fullmatch(row["status"]):
+        problems.append(f"field 'status' must be a lowercase word, got {row['status']!r:.60}")
+    scorer_error = row["status"] == SCORER_ERROR
+    for name in SCORE_FIELDS:
+        if row[name] is None and not scorer_error:
+            problems.append(f"field {name!r} is null but status is {row['status']!r}")
+    if scorer_error and (row["student_score"] is not None or row["reward"] is not None):
+        problems.append("a scorer_error row must have null 'student_score' and 'reward'")
+    token = find_token(row["error"]) if row["error"] is not None else None
+    if token is not None:
+        problems.append(
+            f"field 'error' holds a token-shaped string, possibly a secret a program printed: "
+            f"{token}. Rows from this rfai are scrubbed when written; this one is older or "
+            "was edited. Replace its error with scorers.redact.scrub_error(error) (or null), "
+            "or delete the line"
+        )
     return problems
 
 

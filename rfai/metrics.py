@@ -54,6 +54,8 @@ class MetricsLogger:
         parts = [fmt.format(clean[key]) for key, fmt in _CONSOLE if clean.get(key) is not None]
         if clean.get("skipped_tasks"):
             parts.append(f"skipped {clean['skipped_tasks']}")
+        if clean.get("scorer_errors"):
+            parts.append(f"scorer errors {clean['scorer_errors']}")
         line = f"step {step}/{self.total_steps}  " + "  ".join(parts)
         if self.console is not None:
             self.console.print(f"[bold]{line}[/bold]", soft_wrap=True)

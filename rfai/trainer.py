@@ -3,8 +3,9 @@
 One step (see README "How it works"):
 1-3. B tasks from the sampler, sampled G times each and scored, every sample written as a
    row the moment it is scored (rfai/scored_rollout.py);
-4. groups whose task could not be scored are dropped (counted, never given a made-up score);
-   group-relative advantages; the policy update;
+4. groups whose task could not be scored are dropped (counted, never given a made-up score;
+   a sample whose scoring raised, a scorer bug, drops its group too and is counted as
+   `scorer_errors`); group-relative advantages; the policy update;
 5. metrics, and a checkpoint every `checkpoint.every_steps`.
 
 Departures from GRPO as published (Shao et al. 2024), each a config choice documented in
@@ -202,7 +203,7 @@ class Trainer:
             temperature=cfg.rollout.temperature,
         )
         if not rollout.tasks:
-            return {"skipped_tasks": rollout.skipped, "updated": False}
+            return {"skipped_tasks": rollout.skipped, "scorer_errors": 0, "updated": False}
         tasks, prompts, scored, skipped = (
             rollout.tasks,
             rollout.prompts,
@@ -233,6 +234,7 @@ class Trainer:
             "completion_tokens": _mean(len(c.tokens) for c in completions),
             "truncated_fraction": _mean(c.finish_reason == "length" for c in completions),
             "skipped_tasks": skipped,
+            "scorer_errors": rollout.scorer_errors,
             "zero_variance_groups_dropped": dropped_equal,
             "generation_seconds": rollout.generation_seconds,
             "scoring_wait_seconds": rollout.scoring_wait_seconds,
@@ -329,6 +331,7 @@ class Trainer:
         """
         ev, cfg = self.config.evaluation, self.config
         scored: list[ScoredSample] = []
+        scorer_errors = 0
         size = cfg.rollout.batch_size
         for i in range(0, len(tasks), size):
             mx.random.seed(step_seed(cfg.training.seed, 10**7 + step * 1000 + i // size))
@@ -341,12 +344,14 @@ class Trainer:
                 temperature=ev.temperature,
             )
             scored.extend(s for s in rollout.scored if s.student is not None)
+            scorer_errors += rollout.scorer_errors
         return {
             f"{split}_reward": _mean(s.reward for s in scored),
             f"{split}_student_score": _mean(s.student.score for s in scored),
             f"{split}_teacher_score": _mean(s.teacher.score for s in scored),
             f"{split}_pass_rate": _mean(s.student.status == "passed" for s in scored),
             f"{split}_samples": len(scored),
+            f"{split}_scorer_errors": scorer_errors,
         }
 
     def _log_evaluation(self, split: str, step: int, metrics: dict) -> None:

@@ -81,3 +81,52 @@ def test_pandas_reads_whole_number_scores_as_float_with_pandas_dtypes(tmp_path):
     for name in ("step", "tests_passed", "completion_tokens"):
         assert frame[name].dtype == "int64", name
     assert str(frame["timestamp"].dtype).startswith("datetime64")
+
+
+def test_scorer_error_rows_have_null_scores_and_other_rows_do_not(tmp_path):
+    # rfai/scored_rollout.py: a sample whose scoring raised has no score and no reward.
+    bug = make_row(0, 1) | {
+        "status": "scorer_error",
+        "student_score": None,
+        "reward": None,
+        "teacher_score": None,
+        "error": "scorer_error: RuntimeError: malformed cost event",
+    }
+    null_reward = make_row(1, 1) | {"reward": None}  # status 'failed'
+    half = make_row(2, 1) | {"status": "scorer_error", "student_score": None}  # reward kept
+    free_text = make_row(3, 1) | {"status": "failed: see /etc/passwd"}
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (bug, null_reward, half, free_text)))
+    rows, problems = validate_split(path)
+    assert rows == 1
+    assert [(p.line, p.message) for p in problems] == [
+        (2, "field 'reward' is null but status is 'failed'"),
+        (3, "a scorer_error row must have null 'student_score' and 'reward'"),
+        (4, "field 'status' must be a lowercase word, got 'failed: see /etc/passwd'"),
+    ]
+    frame = pd.read_json(path, lines=True, dtype=PANDAS_DTYPES)
+    assert frame["reward"].dtype == "float64" and frame["reward"].isna().tolist()[:2] == [
+        True,
+        True,
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "test 0: AssertionError: hf_Q3v9XkLm2PzR8tYwB4nJc7HdF1sGaE6uKo",
+        "runtime_error: -----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5v",
+        "compile_error: error: AKIAIOSFODNN7EXAMPLE not declared",
+        "failed: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+        "runtime_error: d41d8cd98f00b204e9800998ecf8427e",
+    ],
+)
+def test_an_error_holding_a_token_is_refused_with_file_and_line(tmp_path, error):
+    ok = make_row(0, 1)
+    leaked = make_row(1, 1) | {"error": error}
+    (tmp_path / "train.jsonl").write_text(json.dumps(ok) + "\n" + json.dumps(leaked) + "\n")
+    with pytest.raises(DatasetValidationError) as err:
+        validate_folder(tmp_path)
+    message = str(err.value)
+    assert f"{tmp_path / 'train.jsonl'}:2: field 'error' holds a token-shaped string" in message
+    assert "scorers.redact.scrub_error" in message and error.split(": ")[-1] not in message

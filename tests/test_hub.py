@@ -198,3 +198,18 @@ def test_private_in_the_run_config_makes_the_repo_private(hub, folder, tmp_path)
     assert export_main([*argv, "--run_dir", str(run)]) == 0
     assert hub.repos[("dataset", "me/data")]["visibility"] == "private"
     assert "private: true" in hub.files("dataset", "me/data")["rfai_config.yaml"].decode()
+
+
+def test_a_row_holding_a_token_in_its_error_stops_the_export(hub, folder, capsys):
+    # A row from an rfai that did not scrub (or edited by hand): a program printed a key.
+    rows = (folder / "train.jsonl").read_text().splitlines()
+    leaked = json.loads(rows[4]) | {"error": "runtime_error: hf_Q3v9XkLm2PzR8tYwB4nJc7HdF1sGaE6uKo"}
+    rows[4] = json.dumps(leaked)
+    (folder / "train.jsonl").write_text("\n".join(rows) + "\n")
+    argv = ["--dataset_dir", str(folder), "--repo_id", "me/data", "--hf_token", TOKEN]
+    assert export_main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{folder / 'train.jsonl'}:5: field 'error' holds a token-shaped string" in err
+    assert "Hugging Face token" in err and "scrub_error" in err
+    assert "hf_Q3v9" not in err  # the report names the kind, never the token
+    assert hub.requests == []
