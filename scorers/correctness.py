@@ -1,20 +1,34 @@
 """Correctness: the fraction of a task's tests a program passes, run in the sandbox.
 
-One sandboxed run per program (after one cached compilation for C++ and Rust): the harness of
-``scorers/harness.py`` runs every test snippet and reports one outcome per test. Outcomes
-reported before a timeout or crash are kept; tests never reached count as failed. A program
-that does not compile scores 0 with status ``compile_error``.
+One sandboxed run per program (after one cached compilation for C++ and Rust): the language's
+harness (``scorers/harness_python.py``, ``harness_cpp.py``, ``harness_rust.py``; protocol in
+``scorers/harness.py``) runs every test snippet and reports one outcome per test. Each run has
+a fresh key, handed to the harness on stdin; only report lines that start with it count.
+Lines without it (a program writing to the report channel) are dropped and counted in
+``ExecutionResult.rejected_lines``; a line with the key that cannot be read makes the run a
+``runtime_error``. Nothing here raises on what a program wrote.
+
+The status is decided from facts, never from which of two processes died first: a limit the
+sandbox saw (``timeout``, ``output_exceeded``, ``memory_exceeded``), else the harness's
+``done`` event AND its exit status 0 (``passed``/``failed``), else ``runtime_error``. The
+outcomes kept are those the harness reported with the key before it ended. (A program that
+kills its harness's parent: in the PID-namespace sandbox the harness is PID 1 and such a
+kill is not delivered, so the run is scored as usual; tested 20 times per language.)
+Outcomes reported before a timeout or crash of a single test are kept; tests never reached
+count as failed. A program that does not compile, or uses a construct the harness refuses
+(``scorers.harness.refused_constructs``), scores 0 with status ``compile_error``.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rfai.tasks import Task
-from scorers.harness import ERROR_CHARS, PYTHON_HARNESS
+from scorers.harness import ERROR_CHARS, new_key, refused_constructs
+from scorers.harness_python import PYTHON_HARNESS
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import ProcessResult, SandboxLimits, python_argv, run_process
 
@@ -42,7 +56,11 @@ class TestOutcome:
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    """A program run against its tests. ``tests`` has one outcome per test, in order."""
+    """A program run against its tests. ``tests`` has one outcome per test, in order.
+
+    ``rejected_lines``: report lines without the run's key (forged or garbage), dropped.
+    ``events``: the authenticated events, in order (efficiency reads ``cost`` and pids).
+    """
 
     status: str
     tests: tuple[TestOutcome, ...]
@@ -51,6 +69,8 @@ class ExecutionResult:
     stderr: str
     cpu_seconds: float = 0.0
     compile_diagnostics: str = ""
+    rejected_lines: int = 0
+    events: tuple[dict, ...] = ()
 
     @property
     def tests_passed(self) -> int:
@@ -65,51 +85,63 @@ class ExecutionResult:
         return None
 
 
-def run_python_tests(code: str, tests: Sequence[str], limits: SandboxLimits) -> ExecutionResult:
-    """Run ``tests`` against Python ``code`` in one sandboxed process."""
+def run_python_tests(
+    code: str, tests: Sequence[str], limits: SandboxLimits, *, profile: bool = False
+) -> ExecutionResult:
+    """Run ``tests`` against Python ``code`` in one sandboxed process.
+
+    The tests and the run's key go to the harness on stdin, never into a file.
+    """
+    key = new_key()
+    request = json.dumps({"key": key, "tests": list(tests), "profile": profile})
     process = run_process(
         python_argv("harness.py"),
-        files=python_files(code, tests),
+        files=python_files(code),
         limits=limits,
         report_channel=True,
+        stdin=request.encode(),
     )
-    return _result_from_events(process, len(tests))
+    return result_from_events(process, len(tests), key)
 
 
-def python_files(code: str, tests: Sequence[str]) -> dict[str, str]:
-    return {
-        "harness.py": PYTHON_HARNESS,
-        "solution.py": code,
-        "tests.json": json.dumps(list(tests)),
-    }
+def python_files(code: str) -> dict[str, str]:
+    """The files of a Python run: the harness and the solution (the tests are not files)."""
+    return {"harness.py": PYTHON_HARNESS, "solution.py": code}
 
 
 def run_compiled_tests(
-    toolchain: Toolchain, language: str, code: str, tests: Sequence[str], limits: SandboxLimits
+    toolchain: Toolchain,
+    language: str,
+    code: str,
+    tests: Sequence[str],
+    limits: SandboxLimits,
 ) -> ExecutionResult:
     """Compile (cached) and run ``tests`` against C++ or Rust ``code``."""
+    refused = refused_constructs(language, code)
+    if refused is not None:
+        return _not_built(f"refused: {refused}", len(tests), refused)
     build = compile_program(toolchain, language, code, tests)
     if not build.ok:
         error = _first_error_line(build.diagnostics)
-        return ExecutionResult(
-            status="compile_error",
-            tests=tuple(TestOutcome(i, False, error) for i in range(len(tests))),
-            wall_seconds=0.0,
-            stdout="",
-            stderr=build.diagnostics[-4000:],
-            compile_diagnostics=build.diagnostics,
-        )
-    if language == "rust":
-        argv = [f"./{BINARY_NAME}", "--test-threads=1", "rfai_test_"]
-        process = run_process(argv, files={BINARY_NAME: build.binary}, limits=limits)
-        result = _result_from_libtest(process, len(tests))
-    else:
-        process = run_process(
-            [f"./{BINARY_NAME}"], files={BINARY_NAME: build.binary}, limits=limits,
-            report_channel=True,
-        )  # fmt: skip
-        result = _result_from_events(process, len(tests))
+        return _not_built(error, len(tests), build.diagnostics)
+    key = new_key()
+    process = run_process(
+        [f"./{BINARY_NAME}"], files={BINARY_NAME: build.binary}, limits=limits,
+        report_channel=True, stdin=key.encode(),
+    )  # fmt: skip
+    result = result_from_events(process, len(tests), key)
     return ExecutionResult(**{**result.__dict__, "compile_diagnostics": build.diagnostics})
+
+
+def _not_built(error: str, n_tests: int, diagnostics: str) -> ExecutionResult:
+    return ExecutionResult(
+        status="compile_error",
+        tests=tuple(TestOutcome(i, False, error[:ERROR_CHARS]) for i in range(n_tests)),
+        wall_seconds=0.0,
+        stdout="",
+        stderr=diagnostics[-4000:],
+        compile_diagnostics=diagnostics,
+    )
 
 
 def _first_error_line(diagnostics: str) -> str:
@@ -119,42 +151,30 @@ def _first_error_line(diagnostics: str) -> str:
     return (diagnostics.strip().splitlines() or ["compile error"])[0][:ERROR_CHARS]
 
 
-_LIBTEST_LINE = re.compile(r"^test rfai_test_(\d{4}) \.\.\. (ok|FAILED)$", re.MULTILINE)
-_LIBTEST_PANIC = re.compile(
-    r"^---- rfai_test_(\d{4}) stdout ----\n+(?:thread [^\n]* panicked at [^\n]*\n)?([^\n]*)",
-    re.MULTILINE,
-)
+def authenticated_events(report: str, key: str) -> tuple[list[dict | None], int]:
+    """The report's events that carry ``key`` (None for one that cannot be read), in order,
+    and the number of lines without the key. A line cut off by a kill is not an event."""
+    events: list[dict | None] = []
+    rejected = 0
+    prefix = key + " "
+    for line in report.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        if not hmac.compare_digest(line[: len(prefix)], prefix):
+            rejected += 1
+            continue
+        events.append(_parse_event(line[len(prefix) :]))
+    return events, rejected
 
 
-def _result_from_libtest(process: ProcessResult, n_tests: int) -> ExecutionResult:
-    """Outcomes from libtest's ``test NAME ... ok|FAILED`` lines (the first per test counts)."""
-    report = process.stdout.split("\nfailures:\n", 1)[0]
-    errors = {
-        int(m.group(1)): m.group(2)[:ERROR_CHARS] for m in _LIBTEST_PANIC.finditer(process.stdout)
-    }
-    outcomes: dict[int, TestOutcome] = {}
-    for match in _LIBTEST_LINE.finditer(report):
-        index = int(match.group(1))
-        if index < n_tests and index not in outcomes:
-            passed = match.group(2) == "ok"
-            outcomes[index] = TestOutcome(
-                index, passed, None if passed else errors.get(index, "panicked")
-            )
-    done = "test result:" in process.stdout
-    return _assemble(process, outcomes, n_tests, None, done, unreadable=False)
-
-
-def _result_from_events(process: ProcessResult, n_tests: int) -> ExecutionResult:
-    """Outcomes from the report channel's JSON lines (see ``scorers/harness.py``)."""
+def result_from_events(process: ProcessResult, n_tests: int, key: str) -> ExecutionResult:
+    """Outcomes from the report channel's authenticated lines (see ``scorers/harness.py``)."""
     outcomes: dict[int, TestOutcome] = {}
     definition_event: dict | None = None
     done = False
     unreadable = False
-    # A line without its newline was cut off by a kill or the cap: ignore it.
-    for line in process.report.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            break
-        event = _parse_event(line)
+    events, rejected = authenticated_events(process.report, key)
+    for event in events:
         if event is None:
             unreadable = True
             continue
@@ -167,7 +187,9 @@ def _result_from_events(process: ProcessResult, n_tests: int) -> ExecutionResult
             )
         elif kind == "done":
             done = True
-    return _assemble(process, outcomes, n_tests, definition_event, done, unreadable)
+    result = _assemble(process, outcomes, n_tests, definition_event, done, unreadable)
+    kept = tuple(e for e in events if e is not None)
+    return ExecutionResult(**{**result.__dict__, "rejected_lines": rejected, "events": kept})
 
 
 def _assemble(
@@ -194,8 +216,9 @@ def _assemble(
         (o.error or "").startswith("MemoryError") for o in outcomes.values()
     ):
         status = "memory_exceeded"
-    elif not done or unreadable:
-        # The harness died mid-run (os._exit, a crash, a signal) or its report was corrupted.
+    elif not done or unreadable or process.returncode != 0:
+        # The harness died mid-run (os._exit, a crash, a signal, its parent killed), exited
+        # abnormally after its last report, or its report was corrupted.
         status = "runtime_error"
     all_outcomes = tuple(
         outcomes.get(i, TestOutcome(i, False, failed_unreached)) for i in range(n_tests)

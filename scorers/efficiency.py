@@ -2,19 +2,28 @@
 
 The cost is counted, not timed, so that scoring the same program twice gives the same number:
 
-* Python: lines of the solution executed while it is defined and while the tests run (the
-  harness's ``--profile`` mode, ``sys.settrace``; one more per function call). Lines of
-  the test snippets themselves are not counted. Threads the program starts are not traced.
+* Python: lines executed while the solution is defined and while the tests run (the
+  harness's profile mode, ``sys.settrace``; one more per function call), in every frame
+  that is not the harness's or a test snippet's (code objects, not file names, decide, so
+  code the solution compiles under another name counts). The harness's audit hook refuses
+  ``sys.settrace``/``setprofile``; a run where the count cannot be trusted (a refused call
+  tried, a fork, threads left running) gets no cost, hence efficiency 0, with the reason.
 * C++ and Rust: instructions executed inside the test functions (and everything they call),
   counted by valgrind's callgrind with ``--toggle-collect`` on the generated test functions,
-  so process start-up, the runtime and libtest are excluded. The build is unoptimised
-  (``-O0`` / ``opt-level=0``): optimisation would fold a test's constant call into its answer.
+  so process start-up and the harness are excluded. Client requests (inline asm, valgrind
+  headers) are refused at build time; only the dump files of the processes the harness
+  reported (with the run's key) are read, and any other, missing or altered file gives no
+  cost. Native code can still rewrite a dump file in place before it is read (not covered).
+  The build is unoptimised (``-O0`` / ``opt-level=0``): optimisation would fold a test's
+  constant call into its answer.
 * Without valgrind, compiled programs fall back to the CPU time of the whole run, the
   minimum over ``CPU_REPEATS`` runs (timer resolution and start-up make this noisy: the
   0.02 repeatability of the other measures is not guaranteed then).
 
-Only programs that pass all their tests are measured (a wrong answer can be arbitrarily
-cheap). The score maps the ratio of the two costs to [0, 1]:
+Parsing never raises: anything malformed in a run is a missing cost with a reason
+(``measure``; the suite puts it in ``ProgramScore.details["efficiency"]``). Only programs that
+pass all their tests are measured (a wrong answer can be arbitrarily cheap). The score maps
+the ratio of the two costs to [0, 1]:
 
     efficiency = min(1, sqrt(teacher_cost / student_cost))
 
@@ -27,15 +36,15 @@ teacher's program failed, or the caller passed no baseline.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, replace
 
 from rfai.tasks import Task
-from scorers.correctness import python_files
+from scorers.correctness import result_from_events, run_python_tests
+from scorers.harness import new_key, refused_constructs
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
-from scorers.sandbox import SandboxLimits, python_argv, run_process
+from scorers.sandbox import SandboxLimits, run_process
 
 CPU_REPEATS = 3
 # Counting slows a program down (tracing ~10x, callgrind ~50x): give it room.
@@ -70,47 +79,80 @@ def profile_limits(limits: SandboxLimits) -> SandboxLimits:
     )
 
 
-def measure_cost(task: Task, code: str, limits: SandboxLimits, toolchain: Toolchain) -> Cost | None:
-    """The cost of running the task's tests against ``code``; None if the run failed."""
+def measure(
+    task: Task, code: str, limits: SandboxLimits, toolchain: Toolchain
+) -> tuple[Cost | None, str | None]:
+    """``(cost, None)``, or ``(None, reason)`` when the cost could not be (trusted to be) had."""
     limits = profile_limits(limits)
     if task.language == "python":
-        process = run_process(
-            [*python_argv("harness.py"), "--profile"],
-            files=python_files(code, task.tests),
-            limits=limits,
-            report_channel=True,
-        )
-        for line in process.report.splitlines():
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "cost" and not process.timed_out:
-                return Cost(float(event["lines"]), "lines")
-        return None
+        result = run_python_tests(code, task.tests, limits, profile=True)
+        if result.status != "passed":
+            return None, f"the profiled run did not pass: {result.status}"
+        costs = [e for e in result.events if e.get("event") == "cost"]
+        if len(costs) != 1:
+            return None, "the profiled run reported no cost"
+        lines, trusted = costs[0].get("lines"), costs[0].get("trusted")
+        if type(lines) is not int or lines < 0 or trusted is not True:
+            return None, f"untrusted count: {str(costs[0].get('reason'))[:200]}"
+        return Cost(float(lines), "lines"), None
+    refused = refused_constructs(task.language, code)
+    if refused is not None:
+        return None, f"refused: {refused}"
     build = compile_program(toolchain, task.language, code, task.tests, profile=True)
     if not build.ok:
-        return None
-    args = ["--test-threads=1", "rfai_test_"] if task.language == "rust" else []
+        return None, "the profile build failed"
     files = {BINARY_NAME: build.binary}
     if toolchain.valgrind is None:
-        runs = [run_process([f"./{BINARY_NAME}", *args], files=files, limits=limits)]
-        runs += [run_process([f"./{BINARY_NAME}", *args], files=files, limits=limits)]
-        runs += [run_process([f"./{BINARY_NAME}", *args], files=files, limits=limits)]
-        if any(r.returncode != 0 or r.timed_out for r in runs):
-            return None
-        return Cost(min(r.cpu_seconds for r in runs), "cpu_seconds")
+        argv = [f"./{BINARY_NAME}"]
+        runs = [_keyed_run(argv, files, limits, len(task.tests)) for _ in range(CPU_REPEATS)]
+        if any(r.status != "passed" for r in runs):
+            return None, "the profiled run did not pass"
+        return Cost(min(r.cpu_seconds for r in runs), "cpu_seconds"), None
+    return _callgrind_cost(task, files, limits, toolchain.valgrind)
+
+
+def _keyed_run(argv: list[str], files: dict, limits: SandboxLimits, n_tests: int):
+    key = new_key()
+    process = run_process(argv, files=files, limits=limits, report_channel=True, stdin=key.encode())
+    return result_from_events(process, n_tests, key)
+
+
+def _callgrind_cost(
+    task: Task, files: dict, limits: SandboxLimits, valgrind: str
+) -> tuple[Cost | None, str | None]:
+    # Callgrind writes one file per process (C++ forks per test) into cg/, a directory the
+    # program could also write. Only the files of the processes the harness reported (with
+    # the run's key) are read, each must be there exactly once with one total, and no other
+    # file may appear: a program that forks, or writes or deletes files there, gets None.
     script = (
         'mkdir cg && "$@" >/dev/null 2>valgrind.log; status=$?; '
-        'cat cg/* | grep -E "^(summary|totals):"; exit $status'
+        'for f in cg/*; do echo "file $f"; grep -E "^(summary|totals):" "$f"; done; exit $status'
     )
-    # Exactly the generated test functions: a nested match (Rust's test closure) would
-    # toggle collection off again.
-    pattern = "*::rfai_test_????" if task.language == "rust" else "rfai_test_????()"
-    valgrind = [
-        toolchain.valgrind, "--tool=callgrind", f"--toggle-collect={pattern}",
-        "--callgrind-out-file=cg/out.%p", f"./{BINARY_NAME}", *args,
+    pattern = "*::rfai_test_????" if task.language == "rust" else "*rfai_test_????()"
+    argv = [
+        "sh", "-c", script, "profile", valgrind, "--tool=callgrind",
+        f"--toggle-collect={pattern}", "--callgrind-out-file=cg/out.%p", f"./{BINARY_NAME}",
     ]  # fmt: skip
-    process = run_process(["sh", "-c", script, "profile", *valgrind], files=files, limits=limits)
-    if process.returncode != 0 or process.timed_out:
-        return None
-    # One file per process (C++ forks per test); "summary" and "totals" repeat the same sum.
-    totals = [int(m.group(1)) for m in _CALLGRIND_TOTAL.finditer(process.stdout)]
-    return Cost(sum(totals) / 2, "instructions") if totals else None
+    result = _keyed_run(argv, files, limits, len(task.tests))
+    if result.status != "passed":
+        return None, f"the profiled run did not pass: {result.status}"
+    pids = {e.get("pid") for e in result.events if e.get("event") in ("test", "done")}
+    pids.discard(None)
+    if task.language == "rust":
+        pids = {e.get("pid") for e in result.events if e.get("event") == "done"}
+    expected = {f"cg/out.{pid}" for pid in pids if type(pid) is int}
+    totals: dict[str, list[int]] = {}
+    current = None
+    for line in result.stdout.splitlines():
+        if line.startswith("file "):
+            current = line[5:]
+            totals[current] = []
+            continue
+        match = _CALLGRIND_TOTAL.match(line)
+        if match and current is not None:
+            totals[current].append(int(match.group(1)))
+    if set(totals) != expected or not expected:
+        return None, "callgrind output does not match the processes the harness ran"
+    if any(len(values) != 2 or values[0] != values[1] for values in totals.values()):
+        return None, "callgrind output was altered"
+    return Cost(float(sum(values[0] for values in totals.values())), "instructions"), None

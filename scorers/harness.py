@@ -1,210 +1,132 @@
-"""The programs that run a task's tests around a candidate solution, one per language.
+"""The test harness's shared protocol; each language's harness program is in its own module.
 
-Every harness reports to the sandbox's report channel, one JSON line per event:
-``{"event": "test", "index": i, "passed": bool, "error": str|null}``, then ``{"event": "done"}``;
-a Python program that fails to compile or to define itself reports ``compile_error`` /
-``runtime_error`` instead. Outcomes go to the report channel, not stdout, so what the program
-prints cannot be mistaken for a result (a hostile program can still forge them: see
-``scorers/sandbox.py``). Rust uses libtest's own runner, whose ``test NAME ... ok`` lines are
-parsed from stdout instead (libtest captures what the tests print).
+A harness a program cannot talk to. Each run gets a fresh random key (``new_key``). The
+harness reads the key (Python: also the tests) from its stdin, which the sandbox feeds and
+closes; the harness then reopens fd 0 on /dev/null before any solution code runs. Nothing
+about the tests is in a file, argv or the environment. Every report line on the sandbox's
+report channel starts with the key: ``<key> {"event": "test", "index": i, "passed": bool,
+"error": str|null}`` ... ``<key> {"event": "done"}`` (Python may also report
+``compile_error`` / ``runtime_error`` / ``cost``; C++ and Rust add the ``pid`` of the process
+that ran the tests, for the cost count). ``scorers/correctness.py`` drops and counts lines
+without the key, so a program writing to the channel cannot forge a result. Test functions
+are named ``test_name(i)`` (callgrind's ``--toggle-collect`` matches them); harness names in
+compiled programs carry ``source_tag(code)``, a hash of the solution it cannot write.
 
-* Python: the source is exec'd into a fresh namespace (``__name__`` is ``"solution"``, so a
-  ``if __name__ == "__main__":`` block does not run), then each snippet is exec'd in a
-  shallow copy of it, catching exceptions per test. With ``--profile`` the harness counts
-  the solution's executed lines (``sys.settrace``: line events plus one per call, only for
-  code from ``solution.py``, its module body included) and reports ``{"event": "cost"}``.
-* C++: the solution, with its own ``main`` renamed away by a macro, then one
-  ``noinline`` function per snippet; ``main`` forks once per test so that a failed
-  ``assert`` (abort) or a crash fails that test only.
-* Rust: the solution followed by one ``#[test] fn`` per snippet, compiled with ``--test``
-  (a solution's own ``fn main`` is then unused, not a conflict).
+The harness programs: ``scorers/harness_python.py`` (``PYTHON_HARNESS``),
+``scorers/harness_cpp.py`` (``cpp_test_program``), ``scorers/harness_rust.py``
+(``rust_test_program``); each module's docstring says what it does against cheating.
+
+``refused_constructs`` turns away sources that could reach under the harness: inline asm
+(also valgrind client requests), ``valgrind`` headers, section/linker attributes
+(``.preinit_array``), token pasting, diagnostic pragmas, ``extern "C"`` definitions
+(interposing libc), ``namespace std``; Rust ``asm!``, ``#[no_mangle]``,
+``#[link_section]``, ``#[export_name]``, ``extern crate``.
+
+Not covered: native code (C++, Rust) runs in the harness's process and can in principle
+read the key or a test's token from its own memory, or overwrite the harness; the bans above
+only close the cheap routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from scorers.sandbox import REPORT_FD_ENV
+import hashlib
+import re
+import secrets
 
 ERROR_CHARS = 200
-CPP_PRELUDE = """#undef NDEBUG
-#include <cassert>
-#include <algorithm>
-#include <cstdint>
-#include <map>
-#include <string>
-#include <utility>
-#include <vector>
-#define main rfai_solution_main
-"""
-CPP_RUNNER = r"""
-#undef main
-#undef NDEBUG
-#include <cassert>
-#include <cstdio>
-#include <cstdlib>
-#include <csignal>
-#include <cstring>
-#include <sys/wait.h>
-#include <unistd.h>
-typedef void (*rfai_test_fn)();
-static rfai_test_fn rfai_tests[] = {%(table)s};
+KEY_CHARS = 64
 
-static void rfai_emit(int fd, const char* line) {
-    if (fd >= 0 && write(fd, line, strlen(line)) < 0) _exit(3);
-}
 
-int main() {
-    const char* fd_text = getenv("%(fd_env)s");
-    int fd = fd_text ? atoi(fd_text) : -1;
-    unsetenv("%(fd_env)s");
-    char line[256];
-    for (int i = 0; i < %(count)d; i++) {
-        fflush(stdout);
-        fflush(stderr);
-        pid_t pid = fork();
-        if (pid < 0) return 2;
-        if (pid == 0) {
-            if (fd >= 0) close(fd);
-            rfai_tests[i]();
-            fflush(stdout);
-            _exit(0);
-        }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            snprintf(line, sizeof line, "{\"event\": \"test\", \"index\": %%d, "
-                     "\"passed\": true, \"error\": null}\n", i);
-        } else {
-            char what[64];
-            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
-                snprintf(what, sizeof what, "Aborted (assertion failed)");
-            else if (WIFSIGNALED(status))
-                snprintf(what, sizeof what, "killed by signal %%d", WTERMSIG(status));
-            else
-                snprintf(what, sizeof what, "exit status %%d", WEXITSTATUS(status));
-            snprintf(line, sizeof line, "{\"event\": \"test\", \"index\": %%d, "
-                     "\"passed\": false, \"error\": \"%%s\"}\n", i, what);
-        }
-        rfai_emit(fd, line);
-    }
-    rfai_emit(fd, "{\"event\": \"done\"}\n");
-    return 0;
-}
-"""
+def new_key() -> str:
+    """A fresh per-run key: 64 hex characters."""
+    return secrets.token_hex(KEY_CHARS // 2)
 
 
 def test_name(index: int) -> str:
-    """The generated test function's name; zero-padded so libtest's sort keeps file order."""
+    """The generated test function's name (matched by callgrind's ``--toggle-collect``)."""
     return f"rfai_test_{index:04d}"
 
 
-def cpp_test_program(code: str, tests: Sequence[str]) -> tuple[str, int]:
-    """The C++ translation unit, and the 1-based line where ``code`` starts in it."""
-    parts = [CPP_PRELUDE, code, "\n#undef main\n"]
-    for index, snippet in enumerate(tests):
-        parts.append(f"__attribute__((noinline)) static void {test_name(index)}() {{\n")
-        parts.append(f"{snippet}\n}}\n")
-    table = ", ".join(test_name(i) for i in range(len(tests))) or "0"
-    runner = CPP_RUNNER % {"table": table, "count": len(tests), "fd_env": REPORT_FD_ENV}
-    parts.append(runner)
-    return "".join(parts), CPP_PRELUDE.count("\n") + 1
+def source_tag(code: str) -> str:
+    """A hash of the solution, put in harness names so the solution cannot name them."""
+    # To name them it would have to contain a hash of itself.
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
-def rust_test_program(code: str, tests: Sequence[str]) -> tuple[str, int]:
-    """The Rust crate (built with ``--test``), and the line where ``code`` starts in it."""
-    parts = [code, "\n"]
-    for index, snippet in enumerate(tests):
-        parts.append(f"#[test]\n#[inline(never)]\nfn {test_name(index)}() {{\n{snippet}\n}}\n")
-    return "".join(parts), 1
+# -- refused constructs, and scanning a solution's source ----------------------------------
 
-
-PYTHON_HARNESS = (
-    r'''
-import json, os, sys
-
-_report = os.fdopen(int(os.environ.pop("'''
-    + REPORT_FD_ENV
-    + r"""")), "w", buffering=1)
-
-
-def _emit(**event):
-    _report.write(json.dumps(event) + "\n")
-    _report.flush()
-
-
-def _short(exc):
-    text = type(exc).__name__
-    message = str(exc)
-    if message:
-        text += ": " + message
-    return text[:"""
-    + str(ERROR_CHARS)
-    + r"""]
-
-
-def _finish():
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass  # the program closed or broke its own stream; nothing to flush
-    # Skip interpreter shutdown: threads or atexit hooks left by the program must not hang it.
-    os._exit(0)
-
-
-with open("solution.py", encoding="utf-8") as f:
-    _source = f.read()
-with open("tests.json", encoding="utf-8") as f:
-    _tests = json.load(f)
-try:
-    _code = compile(_source, "solution.py", "exec")
-except (SyntaxError, ValueError) as exc:
-    _emit(event="compile_error", error=_short(exc))
-    _finish()
-_profile = sys.argv[1:] == ["--profile"]
-_lines = [0]
-
-
-def _trace(frame, event, arg):
-    # Count only the solution's lines: the cost of the program, not of the test snippets.
-    if frame.f_code.co_filename != "solution.py":
-        return None
-    _lines[0] += 1  # the "call" event: a function entry costs one
-    return _local
-
-
-def _local(frame, event, arg):
-    if event == "line":
-        _lines[0] += 1
-    return _local
-
-
-_namespace = {"__name__": "solution", "__builtins__": __builtins__}
-if _profile:
-    sys.settrace(_trace)
-try:
-    exec(_code, _namespace)
-except BaseException as exc:
-    sys.settrace(None)
-    _emit(event="runtime_error", error=_short(exc))
-    _finish()
-sys.settrace(None)
-for _index, _test in enumerate(_tests):
-    _test_code = compile(_test, "test_%d" % _index, "exec")
-    if _profile:
-        sys.settrace(_trace)
-    try:
-        exec(_test_code, dict(_namespace))
-    except BaseException as exc:
-        sys.settrace(None)
-        _emit(event="test", index=_index, passed=False, error=_short(exc))
-    else:
-        sys.settrace(None)
-        _emit(event="test", index=_index, passed=True, error=None)
-if _profile:
-    _emit(event="cost", lines=_lines[0])
-_emit(event="done")
-_finish()
-"""
+_SPLICE = re.compile(r"\\\r?\n")
+_C_COMMENT_OR_STRING = re.compile(
+    r'//[^\n]*|/\*.*?\*/|(?:u8|[uUL])?R"([^ ()\\\n]{0,16})\(.*?\)\1"'
+    r"|(?:u8|[uUL])?\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'",
+    re.DOTALL,
 )
+_C_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
+_CPP_BANNED_WORDS = {
+    "asm": "inline assembly",
+    "__asm__": "inline assembly",
+    "__asm": "inline assembly",
+    "section": "a section attribute",
+    "__section__": "a section attribute",
+    "_Pragma": "_Pragma",
+    "init_priority": "init_priority",
+}
+_RUST_BANNED = (
+    (re.compile(r"\b(?:global_|naked_)?asm\s*!"), "inline assembly"),
+    (re.compile(r"\bno_mangle\b"), "#[no_mangle]"),
+    (re.compile(r"\bexport_name\b"), "#[export_name]"),
+    (re.compile(r"\blink_section\b"), "#[link_section]"),
+    (re.compile(r"\blink_name\b"), "#[link_name]"),
+    (re.compile(r"\bextern\s+crate\b"), "extern crate"),
+    (re.compile(r"valgrind"), "valgrind"),
+)
+RUST_COMMENT_OR_STRING = re.compile(
+    r'//[^\n]*|/\*.*?\*/|b?r(#*)".*?"\1|b?"(?:\\.|[^"\\])*"'
+    r"|b?'(?:\\(?:u\{[0-9a-fA-F]{1,6}\}|x[0-9a-fA-F]{2}|.)|[^'\\\n])'",
+    re.DOTALL,
+)
+
+
+def refused_constructs(language: str, code: str) -> str | None:
+    """Why ``code`` is not run (a construct that reaches under the harness), or None."""
+    if language == "cpp":
+        return _refused_cpp(code)
+    if language == "rust":
+        return _refused_rust(code)
+    return None
+
+
+def _refused_cpp(code: str) -> str | None:
+    spliced = _SPLICE.sub("", code)
+    if "valgrind" in spliced:
+        return "the solution mentions valgrind (client requests steer the cost count)"
+    if re.search(r'\bextern\s*"C', _C_COMMENT.sub(" ", spliced)):
+        return 'extern "C" is not allowed in a solution (it can replace libc functions)'
+    bare = _C_COMMENT_OR_STRING.sub(" ", spliced)
+    if "##" in bare or "%:%:" in bare:
+        return "token pasting (##) is not allowed in a solution"
+    if re.search(r"\bnamespace\s+std\b", bare):
+        return "a solution may not add to namespace std"
+    if re.search(r"^\s*(?:#|%:)\s*pragma\s+GCC\s+(?:diagnostic|poison|system_header)", bare, re.M):
+        return "#pragma GCC diagnostic is not allowed in a solution"
+    for word in re.findall(r"[A-Za-z_]\w*", bare):
+        if word in _CPP_BANNED_WORDS:
+            return f"{_CPP_BANNED_WORDS[word]} ({word}) is not allowed in a solution"
+    return None
+
+
+def _refused_rust(code: str) -> str | None:
+    if "valgrind" in code:
+        return "the solution mentions valgrind (client requests steer the cost count)"
+    bare = RUST_COMMENT_OR_STRING.sub(" ", code)
+    for pattern, what in _RUST_BANNED:
+        if pattern.search(bare):
+            return f"{what} is not allowed in a solution"
+    return None
+
+
+def cpp_defined_macros(code: str) -> list[str]:
+    """Every macro name the source ``#define``s (``#`` or ``%:``), after line splicing."""
+    bare = _C_COMMENT.sub(" ", _SPLICE.sub("", code))
+    found = re.findall(r"^[ \t]*(?:#|%:)[ \t]*define[ \t]+([A-Za-z_]\w*)", bare, re.MULTILINE)
+    return sorted(set(found))

@@ -5,8 +5,9 @@ candidate program (``scorers/harness.py`` holds the wrappers) and how the result
 and started. Compilation runs in the sandbox (a compiler fed model output can be made to
 loop, or to read files into its diagnostics) and is cached on disk by the SHA-256 of the
 compiler, its flags and the full source, so the teacher's program and a student's repeated
-answer are compiled once. The cache is safe across threads (one lock per key; another thread
-asking for the same key waits) and across processes (files are written atomically).
+answer are compiled once. The cache (``scorers/compile_cache.py``) is capped in size with
+LRU eviction, never keeps a compile that timed out or was killed, and is safe across threads
+(one lock per key; another thread asking for the same key waits) and processes.
 
 A missing compiler is found by ``check_toolchains`` at start-up, with an error saying what to
 install, not discovered later as a zero reward.
@@ -14,18 +15,19 @@ install, not discovered later as a zero reward.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorers.harness import cpp_test_program, rust_test_program
+from scorers.compile_cache import DEFAULT_CACHE_MB, CompileCache, cache_key, classify_compile
+from scorers.harness_cpp import cpp_test_program
+from scorers.harness_rust import rust_test_program
 from scorers.sandbox import SandboxLimits, run_process
 
 DEFAULT_CXX_FLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-pipe")
@@ -57,6 +59,7 @@ class Toolchain:
     rust_flags: tuple[str, ...]
     cache_dir: Path
     valgrind: str | None
+    cache_mb: int = DEFAULT_CACHE_MB  # size cap of the compile cache; 0 = no cache
 
     @classmethod
     def discover(
@@ -66,6 +69,7 @@ class Toolchain:
         rustc: str = "rustc",
         rust_flags: Sequence[str] = DEFAULT_RUST_FLAGS,
         cache_dir: str | Path | None = None,
+        cache_mb: int = DEFAULT_CACHE_MB,
     ) -> Toolchain:
         cache = Path(cache_dir) if cache_dir else _default_cache_dir()
         return cls(
@@ -75,6 +79,7 @@ class Toolchain:
             rust_flags=tuple(rust_flags),
             cache_dir=cache,
             valgrind=shutil.which("valgrind"),
+            cache_mb=cache_mb,
         )
 
     def check(self, languages: Sequence[str]) -> None:
@@ -118,12 +123,24 @@ class CompileResult:
 
 
 _locks_guard = threading.Lock()
-_locks: dict[str, threading.Lock] = {}
+_locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # key -> (lock, [holders + waiters])
 
 
-def _key_lock(key: str) -> threading.Lock:
+@contextmanager
+def _key_lock(key: str) -> Iterator[None]:
+    """Serialise compiles of one key in this process; the lock is dropped when unused, so the
+    table does not grow with every program ever compiled."""
     with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        lock, users = _locks.setdefault(key, (threading.Lock(), [0]))
+        users[0] += 1
+    try:
+        with lock:
+            yield
+    finally:
+        with _locks_guard:
+            users[0] -= 1
+            if users[0] == 0:
+                del _locks[key]
 
 
 def build_source(language: str, code: str, tests: Sequence[str]) -> tuple[str, int]:
@@ -149,45 +166,38 @@ def compile_program(
         toolchain.check(["cpp"])
         flags = [f for f in toolchain.cxx_flags if not f.startswith("-O")]
         flags = [*flags, "-O0"] if profile else list(toolchain.cxx_flags)
+        # Reserved constructor priorities would run before the harness reads its key.
+        flags = [*flags, "-Werror=prio-ctor-dtor"]
         argv = [toolchain.cxx, *flags, "-o", BINARY_NAME, SOURCE_NAME["cpp"]]
     else:
         toolchain.check(["rust"])
         flags = list(toolchain.rust_flags)
         if profile:
             flags = [*_without_opt_level(flags), "-C", "opt-level=0"]
-        argv = [toolchain.rustc, *flags, "--test", "-o", BINARY_NAME, SOURCE_NAME["rust"]]
-    key = hashlib.sha256(json.dumps([argv, source]).encode()).hexdigest()
-    folder = toolchain.cache_dir / key[:2]
-    meta_path, bin_path = folder / f"{key}.json", folder / f"{key}.bin"
+        # No --test: the harness has its own main (scorers/harness.py), no libtest.
+        argv = [toolchain.rustc, *flags, "-o", BINARY_NAME, SOURCE_NAME["rust"]]
+    key = cache_key(argv, source)
+    cache = CompileCache(toolchain.cache_dir, toolchain.cache_mb * 2**20)
     with _key_lock(key):
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            binary = bin_path.read_bytes() if meta["ok"] else None
-        else:
+        build = cache.get(key)
+        if build is None:
             process = run_process(
                 argv,
                 files={SOURCE_NAME[language]: source},
                 limits=COMPILE_LIMITS,
                 collect=(BINARY_NAME,),
             )
-            binary = (process.files or {}).get(BINARY_NAME)
-            ok = process.returncode == 0 and binary is not None
-            diagnostics = process.stderr
-            if process.timed_out:
-                diagnostics = f"compiler timed out after {COMPILE_LIMITS.wall_seconds}s\n" + (
-                    diagnostics
-                )
-            meta = {"ok": ok, "diagnostics": diagnostics}
-            folder.mkdir(parents=True, exist_ok=True)
-            if ok:
-                _atomic_write(bin_path, binary)
-            _atomic_write(meta_path, json.dumps(meta).encode())
+            build, not_cacheable = classify_compile(
+                process, BINARY_NAME, COMPILE_LIMITS.wall_seconds
+            )
+            if not_cacheable is None:  # a timeout or a kill depends on load, not the source
+                cache.put(key, build)
     solution_lines = code.count("\n") + 1
     return CompileResult(
-        ok=meta["ok"],
-        binary=binary if meta["ok"] else None,
-        diagnostics=meta["diagnostics"],
-        warnings=solution_warnings(language, meta["diagnostics"], first_line, solution_lines),
+        ok=build.ok,
+        binary=build.binary,
+        diagnostics=build.diagnostics,
+        warnings=solution_warnings(language, build.diagnostics, first_line, solution_lines),
         first_solution_line=first_line,
         solution_lines=solution_lines,
     )
@@ -201,12 +211,6 @@ def _without_opt_level(flags: list[str]) -> list[str]:
         elif not flag.startswith(("-O", "-Copt-level")):
             kept.append(flag)
     return kept
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 _CPP_WARNING = re.compile(r"^prog\.cpp:(\d+):\d+: warning: (.*)$", re.MULTILINE)
@@ -224,7 +228,7 @@ def solution_warnings(language: str, diagnostics: str, first: int, count: int) -
     else:
         for match in _RUST_WARNING.finditer(diagnostics):
             line, message = int(match.group(2)), match.group(1)
-            # Under --test a solution's own `fn main` is never called; that is not its fault.
-            if first <= line <= last and "`main` is never used" not in message:
+            # The harness renames a solution's own `fn main` away; unused is not its fault.
+            if first <= line <= last and "`rfai_solution_main` is never used" not in message:
                 found.append(f"line {line - first + 1}: {message}")
     return tuple(found)

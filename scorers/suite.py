@@ -15,12 +15,16 @@ Efficiency compares with the teacher, so the teacher is scored first:
 Against a baseline that passed its tests, a student that passes gets
 ``efficiency_score(student.cost, teacher.cost)`` and one that does not pass gets 0 (a wrong
 program has no efficiency worth rewarding); without a usable baseline efficiency is None.
+A passing student whose cost could not be had or trusted (tracing switched off, a refused
+call, a malformed or forged count) also gets 0, with the reason in
+``details["efficiency"]["reason"]``.
 ``score_teacher`` gives the teacher 1.0 (its cost against itself) when it passes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,10 +32,12 @@ from typing import Any
 from rfai.tasks import Task
 from scorers.correctness import CorrectnessScorer, ExecutionResult, TestOutcome
 from scorers.documentation import DocumentationScorer
-from scorers.efficiency import Cost, efficiency_score, measure_cost
+from scorers.efficiency import Cost, efficiency_score
+from scorers.efficiency import measure as measure_cost_and_reason
 from scorers.isolation import get_isolation
 from scorers.languages import Toolchain
 from scorers.quality import QualityScorer
+from scorers.redact import scrub_message
 from scorers.sandbox import SandboxLimits
 
 log = logging.getLogger("rfai.scorers")
@@ -44,7 +50,12 @@ KNOWN_SCORERS = {
     "documentation": DocumentationScorer,
     "efficiency": None,
 }
-STDERR_TAIL_CHARS = 300
+# Only the tail of stderr is searched for an error line (``_stderr_error_line``).
+STDERR_TAIL_CHARS = 2000
+_ERROR_LINE = re.compile(
+    r"\b\w*(?:Error|Exception)\b|panicked|fatal runtime error|terminate called|what\(\)|"
+    r"Segmentation fault|Aborted|Killed|overflow"
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class ProgramScore:
     ``tests`` holds one outcome per test; ``cost``/``cost_unit`` the measured cost of a
     passing program (``scorers/efficiency.py``), the baseline for students' efficiency;
     ``details`` each criterion's parts and findings, for debugging a score.
+    ``error`` is short and scrubbed (``scorers/redact.py``), fit for a published row; the
+    raw messages stay in ``tests`` (for the CLI and debugging, never written to a row).
     """
 
     score: float
@@ -138,6 +151,7 @@ class ScoringSuite:
             rustc=scoring.rustc,
             rust_flags=scoring.rust_flags,
             cache_dir=scoring.cache_dir or None,
+            cache_mb=scoring.compile_cache_mb,
         )
         return cls(scoring.weights, limits, toolchain)
 
@@ -187,9 +201,14 @@ class ScoringSuite:
         cost: Cost | None = None
         if "efficiency" in self.weights:
             passed = execution is not None and execution.status == "passed"
+            reason = None
             if passed and measure:
-                cost = measure_cost(task, code, self.limits, self.toolchain)
+                cost, reason = measure_cost_and_reason(task, code, self.limits, self.toolchain)
             criteria["efficiency"] = _efficiency(cost, passed, baseline)
+            if reason is not None:
+                # Why the count was not had or not trusted (a program may steer an audit
+                # event's name into it, hence scrubbed like any message it controls).
+                details["efficiency"] = {"reason": scrub_message(reason)}
         return self._combine(task, code, criteria, details, execution, cost)
 
     def score_teacher(self, task: Task, code: str) -> ProgramScore:
@@ -245,18 +264,43 @@ def _efficiency(cost: Cost | None, passed: bool, baseline: ProgramScore | None) 
     if baseline is None or baseline.cost is None or baseline.status != "passed":
         return None  # nothing to compare with
     if not passed or cost is None:
-        return 0.0  # wrong, or too slow to finish under the profiler
+        return 0.0  # wrong, or no trusted count (the reason is in details["efficiency"])
     if cost.unit != baseline.cost_unit:
         return None
     return efficiency_score(cost, Cost(baseline.cost, baseline.cost_unit))
 
 
 def _error_summary(execution: ExecutionResult | None, code: str) -> str | None:
+    """A short, scrubbed ``"[status: ]Class: message"`` for the dataset row: never stderr.
+
+    A program controls its exception messages, its stderr and (through ``#include`` or
+    ``include!``) what its compiler's diagnostics quote, so everything taken from them goes
+    through ``scorers.redact.scrub_message``; the prefixes are the scorer's own words.
+    """
     if execution is None:
         return "empty program" if not code.strip() else None
     if execution.status in ("passed", "failed"):
-        return execution.first_error
+        return _test_error(execution)
     if execution.status == "compile_error":
-        return f"compile_error: {execution.first_error}"
-    tail = execution.stderr.strip()[-STDERR_TAIL_CHARS:]
-    return f"{execution.status}: {tail or execution.first_error}"
+        diagnostic = next((o.error for o in execution.tests if o.error), None)
+        return f"compile_error: {scrub_message(diagnostic) or 'no diagnostics'}"
+    reached = _test_error(execution)
+    if reached is None or reached.endswith(": not run"):
+        line = _stderr_error_line(execution.stderr)
+        reached = scrub_message(line) if line else reached
+    return f"{execution.status}: {reached}" if reached else execution.status
+
+
+def _test_error(execution: ExecutionResult) -> str | None:
+    for outcome in execution.tests:
+        if not outcome.passed:
+            return f"test {outcome.index}: {scrub_message(outcome.error) or 'failed'}"
+    return None
+
+
+def _stderr_error_line(stderr: str) -> str | None:
+    """The last line of stderr that names an error (a class, a panic, an abort), if any."""
+    for line in reversed(stderr[-STDERR_TAIL_CHARS:].splitlines()):
+        if _ERROR_LINE.search(line):
+            return line
+    return None

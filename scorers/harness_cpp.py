@@ -1,0 +1,197 @@
+"""The C++ harness: the translation unit that runs a task's tests around a solution.
+
+The protocol (key, report lines) is in ``scorers/harness.py``. Against cheating:
+
+* A constructor with priority 101 (the earliest a program may use; reserved priorities are
+  compile errors, ``-Werror=prio-ctor-dtor``), placed before the solution, reads the key and
+  reopens fd 0 on /dev/null before any solution code runs. Harness names carry a hash of
+  the solution (``rfai_<hash>``) so the solution cannot name them.
+* After the solution every macro it ``#define``s is ``#undef``'d and ``assert`` is
+  re-established as rfai's own, which requires a scalar (bool, number, pointer) and records a
+  failure even if ``abort`` is interposed.
+* Tests sit in a namespace that hides global ``operator==`` & co. from ordinary lookup (a
+  solution's global ``operator==(const std::string&, const char*)`` does not apply).
+* Each test runs in a forked child that zeroes the key; it passes only if the child writes a
+  per-test token after the test function returned (``_exit(0)`` mid-test fails it).
+
+Not covered: the solution's native code runs in the harness's process and could read the key
+or a token from memory (``refused_constructs`` closes only the cheap routes). A class returned
+where the prompt asks for ``std::string`` with a member ``operator==`` that is always true
+still passes (C++ has no type check of the compared sides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scorers.harness import KEY_CHARS, cpp_defined_macros, source_tag, test_name
+from scorers.sandbox import REPORT_FD_ENV
+
+CPP_PRELUDE = """#undef NDEBUG
+#include <cassert>
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+namespace rfai_%(tag)s {
+static char key[%(key_chars)d + 1];
+static volatile bool failed = false;
+// Runs before any constructor the solution may write (101 is the earliest allowed priority
+// and this one comes first in the file): the key is read and fd 0 closed before solution code.
+__attribute__((constructor(101))) static void boot() {
+    char buffer[%(key_chars)d];
+    size_t got = 0;
+    while (got < sizeof buffer) {
+        ssize_t n = read(0, buffer + got, sizeof buffer - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        if (null_fd != 0) close(null_fd);
+    }
+    if (got == sizeof buffer) memcpy(key, buffer, sizeof buffer);
+    memset(buffer, 0, sizeof buffer);
+}
+[[noreturn]] static void fail(const char* expression, int line) {
+    failed = true;
+    fprintf(stderr, "assertion failed: %%s (line %%d)\\n", expression, line);
+    fflush(stderr);
+    abort();
+}
+template <class T> constexpr bool scalar() {
+    static_assert(std::is_scalar<typename std::decay<T>::type>::value,
+                  "rfai: assert() in a test needs a bool (or a number or pointer), not a class");
+    return true;
+}
+}  // namespace rfai_%(tag)s
+#define main rfai_solution_main
+"""
+CPP_AFTER_SOLUTION = """
+#undef main
+#undef NDEBUG
+#undef assert
+#define assert(e) (::rfai_%(tag)s::scalar<decltype((e))>(), \\
+    (e) ? void(0) : ::rfai_%(tag)s::fail(#e, __LINE__))
+namespace rfai_tests_%(tag)s {
+// Declared here, these hide global operators from ordinary lookup in the tests: a solution's
+// global operator== on std types does not apply (ADL still finds std's own).
+struct hide {};
+bool operator==(hide, hide);
+bool operator!=(hide, hide);
+bool operator<(hide, hide);
+bool operator>(hide, hide);
+bool operator<=(hide, hide);
+bool operator>=(hide, hide);
+bool operator!(hide);
+"""
+CPP_RUNNER = r"""
+}  // namespace rfai_tests_%(tag)s
+namespace rfai_%(tag)s {
+typedef void (*test_fn)();
+static test_fn tests[] = {%(table)s};
+
+static void emit(int fd, const char* body) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "%%s %%s\n", key, body);
+    if (fd >= 0 && (n <= 0 || write(fd, line, (size_t)n) != n)) _exit(3);
+}
+
+static unsigned long long mix(unsigned long long x) {  // splitmix64
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static int run() {
+    const char* fd_text = getenv("%(fd_env)s");
+    int fd = fd_text ? atoi(fd_text) : -1;
+    unsetenv("%(fd_env)s");
+    unsigned long long seed = 0;
+    for (int k = 0; k < %(key_chars)d; k++) seed = mix(seed ^ (unsigned char)key[k]);
+    char body[320];
+    for (int i = 0; i < %(count)d; i++) {
+        unsigned long long token[2] = {mix(seed + 2 * i + 1), mix(seed + 2 * i + 2)};
+        int pipe_fds[2];
+        if (pipe(pipe_fds) != 0) _exit(2);
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        if (pid < 0) _exit(2);
+        if (pid == 0) {
+            if (fd >= 0) close(fd);
+            close(pipe_fds[0]);
+            for (int k = 0; k < %(key_chars)d; k++) ((volatile char*)key)[k] = 0;
+            seed = 0;
+            tests[i]();
+            // Only a test function that returned (and whose asserts held) gets here.
+            if (!failed && write(pipe_fds[1], token, sizeof token) == (ssize_t)sizeof token) {
+                fflush(stdout);
+                _exit(0);
+            }
+            _exit(1);
+        }
+        close(pipe_fds[1]);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0) {}
+        unsigned long long got[2] = {0, 0};
+        fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+        ssize_t n = read(pipe_fds[0], got, sizeof got);
+        close(pipe_fds[0]);
+        bool returned = n == (ssize_t)sizeof got && got[0] == token[0] && got[1] == token[1];
+        if (returned && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            snprintf(body, sizeof body, "{\"event\": \"test\", \"index\": %%d, "
+                     "\"passed\": true, \"error\": null, \"pid\": %%d}", i, (int)pid);
+        } else {
+            char what[64];
+            if (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT)
+                snprintf(what, sizeof what, "Aborted (assertion failed)");
+            else if (WIFSIGNALED(status))
+                snprintf(what, sizeof what, "killed by signal %%d", WTERMSIG(status));
+            else if (!returned)
+                snprintf(what, sizeof what, "exit status %%d before the test returned",
+                         WEXITSTATUS(status));
+            else
+                snprintf(what, sizeof what, "exit status %%d", WEXITSTATUS(status));
+            snprintf(body, sizeof body, "{\"event\": \"test\", \"index\": %%d, "
+                     "\"passed\": false, \"error\": \"%%s\", \"pid\": %%d}", i, what, (int)pid);
+        }
+        emit(fd, body);
+    }
+    snprintf(body, sizeof body, "{\"event\": \"done\", \"pid\": %%d}", (int)getpid());
+    emit(fd, body);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(0);  // no atexit handlers or static destructors of the solution after the tests
+}
+}  // namespace rfai_%(tag)s
+
+int main() { return ::rfai_%(tag)s::run(); }
+"""
+
+
+def cpp_test_program(code: str, tests: Sequence[str]) -> tuple[str, int]:
+    """The C++ translation unit, and the 1-based line where ``code`` starts in it."""
+    fill = {"tag": source_tag(code), "key_chars": KEY_CHARS, "fd_env": REPORT_FD_ENV}
+    prelude = CPP_PRELUDE % fill
+    undefs = "".join(f"#undef {name}\n" for name in cpp_defined_macros(code))
+    parts = [prelude, code, "\n", undefs, CPP_AFTER_SOLUTION % fill]
+    for index, snippet in enumerate(tests):
+        parts.append(f"__attribute__((noinline)) void {test_name(index)}() {{\n")
+        parts.append(f"{snippet}\n}}\n")
+    table = ", ".join(f"rfai_tests_{fill['tag']}::{test_name(i)}" for i in range(len(tests)))
+    runner = CPP_RUNNER % {**fill, "table": table or "0", "count": len(tests)}
+    parts.append(runner)
+    return "".join(parts), prelude.count("\n") + 1
