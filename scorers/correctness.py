@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rfai.tasks import Task
-from scorers.harness import ERROR_CHARS, new_key, refused_constructs
+from scorers.harness import ERROR_CHARS, new_key, refused_binary, refused_constructs
 from scorers.harness_python import PYTHON_HARNESS
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import ProcessResult, SandboxLimits, python_argv, run_process
@@ -124,6 +124,9 @@ def run_compiled_tests(
     if not build.ok:
         error = _first_error_line(build.diagnostics)
         return _not_built(error, len(tests), build.diagnostics)
+    refused = refused_binary(language, build.binary)
+    if refused is not None:
+        return _not_built(f"refused: {refused}", len(tests), refused)
     key = new_key()
     process = run_process(
         [f"./{BINARY_NAME}"], files={BINARY_NAME: build.binary}, limits=limits,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 from rfai.tasks import Task
 from scorers.correctness import result_from_events, run_python_tests
-from scorers.harness import new_key, refused_constructs
+from scorers.harness import new_key, refused_binary, refused_constructs
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits, run_process
 
@@ -101,6 +101,9 @@ def measure(
     build = compile_program(toolchain, task.language, code, task.tests, profile=True)
     if not build.ok:
         return None, "the profile build failed"
+    refused = refused_binary(task.language, build.binary)
+    if refused is not None:
+        return None, f"refused: {refused}"
     files = {BINARY_NAME: build.binary}
     if toolchain.valgrind is None:
         argv = [f"./{BINARY_NAME}"]

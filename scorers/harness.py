@@ -19,12 +19,17 @@ The harness programs: ``scorers/harness_python.py`` (``PYTHON_HARNESS``),
 ``refused_constructs`` turns away sources that could reach under the harness: inline asm
 (also valgrind client requests), ``valgrind`` headers, section/linker attributes
 (``.preinit_array``), token pasting, diagnostic pragmas, ``extern "C"`` definitions
-(interposing libc), ``namespace std``; Rust ``asm!``, ``#[no_mangle]``,
-``#[link_section]``, ``#[export_name]``, ``extern crate``.
+(interposing libc), ``namespace std``, ``ifunc`` resolvers; Rust ``asm!``, ``#[no_mangle]``,
+``#[link_section]``, ``#[export_name]``, ``extern crate``, ``PartialEq``/``PartialOrd`` with
+another type (``impl PartialEq<i64> for Any``, also renamed or named by a macro).
+``refused_binary`` turns away a linked C++ program that defines a C-linkage function (ELF
+symbol table): a definition of ``write`` or ``memcmp`` after the header declared it takes C
+linkage without ``extern "C"`` and replaces libc's for the harness and for std::string.
 
 Not covered: native code (C++, Rust) runs in the harness's process and can in principle
 read the key or a test's token from its own memory, or overwrite the harness; the bans above
-only close the cheap routes.
+only close the cheap routes. The binary check reads ELF only (macOS Mach-O binaries are not
+checked for C-linkage definitions).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import struct
 
 ERROR_CHARS = 200
 KEY_CHARS = 64
@@ -70,6 +76,7 @@ _CPP_BANNED_WORDS = {
     "__section__": "a section attribute",
     "_Pragma": "_Pragma",
     "init_priority": "init_priority",
+    "ifunc": "an ifunc resolver (it runs before any constructor)",
 }
 _RUST_BANNED = (
     (re.compile(r"\b(?:global_|naked_)?asm\s*!"), "inline assembly"),
@@ -79,6 +86,12 @@ _RUST_BANNED = (
     (re.compile(r"\blink_name\b"), "#[link_name]"),
     (re.compile(r"\bextern\s+crate\b"), "extern crate"),
     (re.compile(r"valgrind"), "valgrind"),
+    # A hand-written PartialEq<i64> for the solution's type that is always true would pass
+    # `assert!(f(x) == 3)`; equality between a solution's type and another type is refused
+    # (#[derive(PartialEq)] compares a type with itself and stays allowed).
+    (re.compile(r"\bPartial(?:Eq|Ord)\s*<"), "PartialEq/PartialOrd with another type"),
+    (re.compile(r"\bPartial(?:Eq|Ord)\s+as\b"), "renaming PartialEq/PartialOrd"),
+    (re.compile(r"\bimpl\s*(?:<[^>]*>\s*)?\$"), "implementing a trait a macro names"),
 )
 RUST_COMMENT_OR_STRING = re.compile(
     r'//[^\n]*|/\*.*?\*/|b?r(#*)".*?"\1|b?"(?:\\.|[^"\\])*"'
@@ -130,3 +143,56 @@ def cpp_defined_macros(code: str) -> list[str]:
     bare = _C_COMMENT.sub(" ", _SPLICE.sub("", code))
     found = re.findall(r"^[ \t]*(?:#|%:)[ \t]*define[ \t]+([A-Za-z_]\w*)", bare, re.MULTILINE)
     return sorted(set(found))
+
+
+# -- C-linkage functions a C++ binary defines (a solution replacing libc) ------------------
+
+# Defined by the C runtime and the toolchain in every C++ program, not by a solution.
+_RUNTIME_FUNCTIONS = frozenset(
+    ("main", "_start", "_init", "_fini", "__libc_csu_init", "__libc_csu_fini",
+     "_dl_relocate_static_pie", "__gmon_start__")
+)  # fmt: skip
+
+
+def c_linkage_functions(binary: bytes) -> list[str] | None:
+    """Functions with C linkage (unmangled names) a linked ELF binary defines, beyond the C
+    runtime's; None when ``binary`` is not a 64-bit little-endian ELF file.
+
+    A C++ solution gets C linkage without writing ``extern "C"``: defining ``ssize_t
+    write(int, const void*, size_t)`` after ``<unistd.h>`` declared it defines libc's
+    ``write`` for the whole program (the harness's report lines, ``memcmp`` in every
+    ``std::string`` comparison...). Its own functions are mangled (``_Z...``).
+    """
+    if binary[:6] != b"\x7fELF\x02\x01":
+        return None
+    (shoff,) = struct.unpack_from("<Q", binary, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", binary, 0x3A)
+    sections = [
+        struct.unpack_from("<IIQQQQIIQQ", binary, shoff + i * shentsize) for i in range(shnum)
+    ]
+    found = set()
+    for _name, kind, _flags, _addr, offset, size, link, _info, _align, entsize in sections:
+        if kind != 2 or entsize != 24:  # SHT_SYMTAB
+            continue
+        strtab_offset = sections[link][4]
+        for position in range(offset, offset + size, entsize):
+            name_at, info, _other, shndx = struct.unpack_from("<IBBH", binary, position)
+            bind, symbol_kind = info >> 4, info & 0xF
+            if shndx == 0 or bind not in (1, 2) or symbol_kind not in (2, 10):
+                continue  # undefined, local, or not a function (FUNC 2, GNU_IFUNC 10)
+            end = binary.index(b"\0", strtab_offset + name_at)
+            name = binary[strtab_offset + name_at : end].decode("ascii", "replace")
+            if symbol_kind == 10 or (not name.startswith("_Z") and name not in _RUNTIME_FUNCTIONS):
+                found.add(name)
+    return sorted(found)
+
+
+def refused_binary(language: str, binary: bytes) -> str | None:
+    """Why a built C++ program is not run (it defines libc functions), or None."""
+    if language != "cpp":
+        return None  # Rust needs #[no_mangle] / #[export_name] for that: refused in source
+    defined = c_linkage_functions(binary)
+    if defined:
+        names = ", ".join(defined[:5])
+        return f"the solution defines C library functions ({names}): not allowed"
+    return None

@@ -14,10 +14,17 @@ The protocol (key, report lines) is in ``scorers/harness.py``. Against cheating:
 * Each test runs in a forked child that zeroes the key; it passes only if the child writes a
   per-test token after the test function returned (``_exit(0)`` mid-test fails it).
 
+* ``assert(a == b)`` (and ``!=``, ``<``, ``<=``, ``>``, ``>=``) is decomposed
+  (``start() <= a == b``): two sides of different types compare only when both are values
+  (numbers, pointers, std strings/vectors/maps/pairs of values). A solution's class with an
+  always-true ``operator==`` fails to compile against an int or a std::string.
+* A built program defining a C-linkage function (``write``, ``memcmp``...) is refused
+  (``scorers.harness.refused_binary``).
+
 Not covered: the solution's native code runs in the harness's process and could read the key
-or a token from memory (``refused_constructs`` closes only the cheap routes). A class returned
-where the prompt asks for ``std::string`` with a member ``operator==`` that is always true
-still passes (C++ has no type check of the compared sides).
+or a token from memory (``refused_constructs`` closes only the cheap routes). Only the
+top-level comparison of an assert is checked: ``assert(!(f(x) != 2))`` or
+``assert(ok && f(x) == 3)`` compare the right side with the class's own operator.
 """
 
 from __future__ import annotations
@@ -76,14 +83,83 @@ template <class T> constexpr bool scalar() {
     return true;
 }
 }  // namespace rfai_%(tag)s
+
 #define main rfai_solution_main
 """
 CPP_AFTER_SOLUTION = """
 #undef main
 #undef NDEBUG
 #undef assert
-#define assert(e) (::rfai_%(tag)s::scalar<decltype((e))>(), \\
-    (e) ? void(0) : ::rfai_%(tag)s::fail(#e, __LINE__))
+#define assert(e) (::rfai_%(tag)s::holds(::rfai_%(tag)s::start() <= e) \\
+    ? void(0) : ::rfai_%(tag)s::fail(#e, __LINE__))
+namespace rfai_%(tag)s {
+// assert(a == b) becomes check(start() <= a == b): `<=` binds tighter than `==` and looser
+// than arithmetic, so `start() <= a` captures the left side and the comparison is rfai's.
+// Two sides of different types compare only when both are values: numbers, pointers, and
+// std strings, containers, pairs, tuples and optionals of values. A solution's class with an
+// always-true operator== (member, free or template) therefore fails against an int or a
+// std::string; compared with exactly its own type, it compares as it says.
+struct hide {};
+bool operator==(hide, hide);
+bool operator!=(hide, hide);
+bool operator<(hide, hide);
+bool operator>(hide, hide);
+bool operator<=(hide, hide);
+bool operator>=(hide, hide);
+template <class T> struct is_value : std::is_arithmetic<T> {};
+template <class T> struct is_value<T*> : std::true_type {};
+template <> struct is_value<std::nullptr_t> : std::true_type {};
+template <class... T> struct all_values : std::true_type {};
+template <class T, class... R> struct all_values<T, R...>
+    : std::integral_constant<bool, is_value<typename std::decay<T>::type>::value
+                                       && all_values<R...>::value> {};
+template <class C, class Tr, class A> struct is_value<std::basic_string<C, Tr, A>>
+    : is_value<C> {};
+template <class T, class A> struct is_value<std::vector<T, A>> : is_value<T> {};
+template <class K, class V, class C, class A> struct is_value<std::map<K, V, C, A>>
+    : all_values<K, V> {};
+template <class A, class B> struct is_value<std::pair<A, B>> : all_values<A, B> {};
+struct verdict {
+    bool ok;
+    explicit operator bool() const { return ok; }
+};
+template <class L, class R> constexpr bool comparable() {
+    typedef typename std::decay<L>::type l;
+    typedef typename std::decay<R>::type r;
+    static_assert(std::is_same<l, r>::value || (is_value<l>::value && is_value<r>::value),
+                  "rfai: a test compared a class with a value of another type");
+    return true;
+}
+template <class L> struct lhs {
+    const L& left;
+    template <class R> verdict operator==(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left == right)};
+    }
+    template <class R> verdict operator!=(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left != right)};
+    }
+    template <class R> verdict operator<(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left < right)};
+    }
+    template <class R> verdict operator>(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left > right)};
+    }
+    template <class R> verdict operator<=(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left <= right)};
+    }
+    template <class R> verdict operator>=(const R& right) const {
+        return comparable<L, R>(), verdict{bool(left >= right)};
+    }
+};
+struct start {
+    template <class L> lhs<L> operator<=(const L& left) const { return lhs<L>{left}; }
+};
+inline bool holds(verdict v) { return v.ok; }
+inline bool holds(bool v) { return v; }
+template <class L> bool holds(const lhs<L>& whole) {
+    return scalar<L>(), bool(whole.left);
+}
+}  // namespace rfai_%(tag)s
 namespace rfai_tests_%(tag)s {
 // Declared here, these hide global operators from ordinary lookup in the tests: a solution's
 // global operator== on std types does not apply (ADL still finds std's own).

@@ -14,14 +14,25 @@ solution is loaded. Against cheating:
 * Each test snippet is rewritten (AST) so that comparisons, arithmetic, f-string values,
   truth tests and arguments of builtins only ever see builtin values, all the way down: an
   object of a class written in Python (``__eq__`` always true) fails the test, unless both
-  compared sides are exactly the same class (one the test builds). ``collections.Counter``
-  is compared as a dict. Tests see the builtins as they were before the solution ran.
+  compared sides are exactly the same class (one the test builds). Compared values must be
+  of a fixed set of builtin types (numbers, str, bytes, None, range, type, and list, tuple,
+  set, dict, deque, dict views of them); C wrappers that delegate to an object inside them
+  (``weakref.proxy``, ``MappingProxyType``) are refused everywhere. ``collections.Counter``
+  is compared as a dict; other C types (``decimal.Decimal``, ``datetime``) are refused.
+  Tests see the builtins as they were before the solution ran.
 * With ``profile`` it counts executed lines (every frame that is not the harness's or a test
   snippet's, so code the solution compiles under another file name counts too) and reports
-  whether the count can be trusted (not when a refused call was tried, the program forked or
-  left threads running).
+  whether the count can be trusted (not when a refused call was tried, the program forked,
+  left threads running, or ran any child process: the harness reaps every child, orphans
+  included as it is the PID namespace's init, and reads RUSAGE_CHILDREN; this catches
+  ``_posixsubprocess.fork_exec``, which raises no audit event). Code objects are matched by
+  identity. Threads started by ``threading`` count into a separate counter.
 
-Not covered: a raw ``_thread`` thread that starts and ends during profiling is not seen.
+Not covered: a raw ``_thread`` thread that starts and ends during profiling is not seen (3.11
+has no audit event for it); ``threading.gettrace()`` hands the solution the thread tracer,
+whose closure it can edit to stop counting work done in threads (not the main count).
+A program that recurses until RecursionError in profile mode turns tracing off, which the
+audit hook refuses: its efficiency is 0.
 """
 
 from __future__ import annotations
@@ -39,8 +50,11 @@ def _rfai_main():
     import builtins
     import operator
     import os
+    import resource
     import sys
     import threading
+    import types
+    import weakref
     from collections import Counter, OrderedDict, defaultdict, deque
 
     write, urandom, getcwd, exit_now = os.write, os.urandom, os.getcwd, os._exit
@@ -105,7 +119,23 @@ def _rfai_main():
     def native_value(item):
         return not flags_of(b_type(item)) & heap_type
 
-    def exact(value):
+    # Compared and truth-tested values must be of these types, all the way down: C types
+    # outside this list may delegate to an object inside them (weakref.proxy,
+    # MappingProxyType, a NumPy object array compare with their target's __eq__).
+    leaf_types = b_frozenset((
+        int, float, complex, bool, b_str, bytes, bytearray, b_type(None), b_range,
+        b_type(Ellipsis), b_type(NotImplemented), b_type,
+    ))  # fmt: skip
+    views = b_frozenset((b_type({}.keys()), b_type({}.values()), b_type({}.items())))
+    # Wrappers that pass operations through to an object they hold: refused anywhere.
+    delegating = b_frozenset((
+        weakref.ProxyType, weakref.CallableProxyType, types.MappingProxyType,
+    ))  # fmt: skip
+
+    def exact(value, strict=True):
+        # strict: comparisons and truth tests see only leaf_types in builtin containers;
+        # otherwise (arguments of builtins, arithmetic) no Python class and no delegating
+        # wrapper anywhere in a builtin container.
         if b_type(value) is Counter:  # a Python class the solution could patch: as a dict
             value = dict_copy(value)
         stack = [value]
@@ -113,12 +143,19 @@ def _rfai_main():
         while stack:
             item = stack.pop()
             kind = b_type(item)
-            if flags_of(kind) & heap_type:
+            if flags_of(kind) & heap_type or kind in delegating or (
+                strict and kind not in leaf_types and kind not in mappings
+                and kind not in sequences and kind not in views
+            ):
                 raise b_TypeError(
                     "rfai: a test used a %s object; tests compare builtin values only"
                     % kind.__name__
                 )
-            if (kind in mappings or kind in sequences) and b_id(item) not in seen:
+            if kind is b_type and flags_of(item) & heap_type:
+                continue  # a class object compares by identity unless its metaclass says
+            if (kind in mappings or kind in sequences or kind in views) and (
+                b_id(item) not in seen
+            ):
                 seen.add(b_id(item))
                 if kind in mappings:
                     for pair in dict_items(item):
@@ -165,7 +202,7 @@ def _rfai_main():
         return True
 
     def rfai_truth(value):
-        if not native_value(value):
+        if not native_value(value) or b_type(value) in delegating:
             raise b_TypeError(
                 "rfai: a test took the truth of a %s object; tests check builtin values only"
                 % b_type(value).__name__
@@ -175,10 +212,10 @@ def _rfai_main():
     def rfai_arith(name, left, *right):
         if right and same_class(left, right[0]):
             return arith_ops[name](left, right[0])
-        return arith_ops[name](exact(left), *[exact(r) for r in right])
+        return arith_ops[name](exact(left, False), *[exact(r, False) for r in right])
 
     def rfai_format(value):
-        return exact(value)
+        return exact(value, False)
 
     def rfai_call(function, *args, **kwargs):
         # A builtin (len, sorted, str, ...) given a solution's object would run that object's
@@ -187,9 +224,9 @@ def _rfai_main():
             b_type(function) is not b_type or not flags_of(function) & heap_type
         ):
             for arg in args:
-                exact(arg)
+                exact(arg, False)
             for arg in kwargs.values():
-                exact(arg)
+                exact(arg, False)
         return function(*args, **kwargs)
 
     helpers = {
@@ -287,11 +324,12 @@ def _rfai_main():
         if b_type(item) is b_type(code):
             collect(item)
     collect(_rfai_main.__code__)  # every function of the harness is nested in it
-    own_code = b_frozenset(own_code)
+    # By identity: code objects compare equal by value, file name not included.
+    own_code = b_frozenset(b_id(c) for c in own_code)
     counter = [0]
 
     def trace(frame, event, arg):
-        if frame.f_code in own_code:
+        if b_id(frame.f_code) in own_code:
             return None
         counter[0] += 1  # the "call" event: a function entry costs one
         return local_trace
@@ -300,6 +338,38 @@ def _rfai_main():
         if event == "line":
             counter[0] += 1
         return local_trace
+
+    # Threads started with threading get their own tracer and counter: threading.gettrace()
+    # hands that function to the solution, whose closure must not lead to the main counter.
+    thread_counter = [0]
+    thread_code = own_code
+
+    def thread_trace(frame, event, arg):
+        if b_id(frame.f_code) in thread_code:
+            return None
+        thread_counter[0] += 1
+        return thread_local_trace
+
+    def thread_local_trace(frame, event, arg):
+        if event == "line":
+            thread_counter[0] += 1
+        return thread_local_trace
+
+    def children_ran():
+        # Work in a child process is not counted. The harness is PID 1 of the sandbox's PID
+        # namespace, so orphans come back to it: reap every child, then any child that ever
+        # ran and was waited for shows in RUSAGE_CHILDREN (page faults at the least).
+        live = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                live = True
+                break
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return live or usage.ru_minflt > 0 or usage.ru_utime > 0 or usage.ru_stime > 0
 
     # -- the audit hook: no frames, gc, tracing, native memory or new programs ------------
     refused_events = b_frozenset((
@@ -345,7 +415,7 @@ def _rfai_main():
     sys.gettrace = lambda: None  # the tracer (and its counter) is not the solution's to see
     threads_before = thread_count()
     if profile:
-        threading.settrace(trace)
+        threading.settrace(thread_trace)
         sys.settrace(trace)
     namespace = {"__name__": "solution", "__builtins__": builtins}
     # The tests see the builtins as they were before the solution ran.
@@ -380,9 +450,11 @@ def _rfai_main():
             reasons.append("the program forked (its children's lines are not counted)")
         if thread_count() != threads_before:
             reasons.append("the program left threads running (not counted)")
+        if children_ran():
+            reasons.append("the program ran child processes (their work is not counted)")
         reason = "; ".join(reasons)
         emit('{"event": "cost", "lines": %d, "trusted": %s, "reason": %s}' % (
-            counter[0], "false" if reasons else "true", encode(reason)))
+            counter[0] + thread_counter[0], "false" if reasons else "true", encode(reason)))
     emit('{"event": "done"}')
     finish()
 

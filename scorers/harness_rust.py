@@ -15,7 +15,8 @@ The protocol (key, report lines) is in ``scorers/harness.py``. Against cheating:
   ``bool``.
 
 Not covered: the solution's native code runs in the harness's process (``unsafe``) and could
-read the key from memory; ``assert!(a == b)`` compares with the types' own ``PartialEq``.
+read the key from memory; ``assert!(a == b)`` compares with the types' own ``PartialEq``,
+which cannot be an always-true cross-type one (``scorers.harness.refused_constructs``).
 """
 
 from __future__ import annotations
