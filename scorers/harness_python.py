@@ -54,8 +54,10 @@ def _rfai_main():
     import sys
     import threading
     import types
+    import typing
     import weakref
-    from collections import Counter, OrderedDict, defaultdict, deque
+    from collections import Counter, OrderedDict, defaultdict, deque, namedtuple
+    from enum import EnumType
 
     write, urandom, getcwd, exit_now = os.write, os.urandom, os.getcwd, os._exit
     encode = _json.encode_basestring_ascii
@@ -395,9 +397,31 @@ def _rfai_main():
             path = getcwd() + "/" + path
         return "proc" in path.split("/") or path.startswith("/dev/mem")
 
+    # Standard-library functions that call sys._getframe only to learn their caller's module
+    # name (typing.TypeVar/NamedTuple/TypedDict, collections.namedtuple, the Enum functional
+    # API). They never hand the frame out, so ordinary solutions that use them keep working.
+    # Matched by code object identity: a solution cannot make one of these.
+    frame_name_readers = b_frozenset(
+        b_id(function.__code__)
+        for function in (typing._caller, namedtuple, EnumType._create_)
+    )
+    get_frame, get_ident = sys._getframe, _thread.get_ident
+    checking = set()  # threads inside the check below, whose own sys._getframe is ours
+
+    def name_reader_asked():
+        # Frame 0 is this function, 1 the hook, 2 the caller of sys._getframe.
+        return b_id(get_frame(2).f_code) in frame_name_readers
+
     def audit(event, args):
-        if not state["armed"]:
+        if not state["armed"] or get_ident() in checking:
             return
+        if event == "sys._getframe":
+            checking.add(get_ident())
+            try:
+                if name_reader_asked():
+                    return
+            finally:
+                checking.discard(get_ident())
         refuse = event in refused_events or event.startswith("ctypes.")
         if event == "object.__getattr__" and b_len(args) > 1:
             refuse = args[1] in restricted_attributes

@@ -6,6 +6,7 @@ module, and each task gets its own parametrised result so a broken task is named
 
 import pytest
 
+from rfai.task_sources import load_task_source
 from rfai.tasks import load_tasks
 from scorers.pool import ScoringPool
 from scorers.sandbox import SandboxLimits
@@ -44,3 +45,16 @@ def test_stub_solution_fails_some_test(scores, task):
     result = scores[1][task.task_id]
     assert result.status == "failed"
     assert result.tests_passed < len(task.tests)
+
+
+def test_regression_every_humaneval_canonical_solution_passes_the_hardened_harness():
+    # The harness refuses frame introspection and compares builtin values only; at first it
+    # refused all 21 HumanEval solutions that start `from typing import List` (typing calls
+    # sys._getframe). The bundled HumanEval set is the widest body of honest Python we have.
+    tasks = load_task_source("humaneval").tasks
+    suite = ScoringSuite({"correctness": 1.0}, SandboxLimits(wall_seconds=20, cpu_seconds=20))
+    with ScoringPool(suite, workers=2) as pool:
+        futures = {t.task_id: pool.submit(t, t.reference_solution) for t in tasks}
+        failed = {k: f.result().error for k, f in futures.items() if f.result().score != 1.0}
+    assert len(tasks) == 164
+    assert failed == {}

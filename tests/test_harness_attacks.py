@@ -66,6 +66,48 @@ def test_python_builtin_values_still_compare():
     assert result.status == "passed", result.tests
 
 
+# -- Python: sys._getframe from the standard library's module-name readers ----------------
+
+STDLIB_FRAME_READERS = (
+    "from typing import List, NamedTuple, TypeVar\n"
+    "from collections import namedtuple\n"
+    "from enum import Enum\n"
+    "T = TypeVar('T')\n"
+    "Pair = namedtuple('Pair', 'a b')\n"
+    "Color = Enum('Color', 'RED GREEN')\n"
+    "class Point(NamedTuple):\n    x: int\n    y: int\n"
+    "def add(a: int, b: int) -> int:\n"
+    "    return Pair(a, b).a + Point(0, b).y + Color.RED.value - 1\n"
+)
+
+
+def test_regression_typing_import_is_not_refused_as_frame_access():
+    # Every HumanEval solution starting `from typing import List` failed: typing, namedtuple
+    # and the Enum functional API call sys._getframe to learn their caller's module name.
+    result = run_python_tests(STDLIB_FRAME_READERS, PY_TESTS, LIMITS)
+    assert result.status == "passed", result.tests
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [
+        "import sys\nF = sys._getframe\n",
+        # A function of the solution's own, named and filed like typing's reader.
+        "import typing\n"
+        "src = 'import sys\\ndef _caller(depth=1):\\n    return sys._getframe(depth)'\n"
+        "ns = {}\nexec(compile(src, typing.__file__, 'exec'), ns)\nF = ns['_caller']\n",
+    ],
+    ids=["direct", "spoofed-typing-caller"],
+)
+def test_python_frame_reader_other_than_the_stdlib_ones_is_refused(reader):
+    # With a frame the solution could read the test's expected constants (f_back.f_code).
+    code = reader + "def add(a, b):\n    return F(1).f_code.co_consts[-1]\n"
+    result = run_python_tests(code, PY_TESTS, LIMITS)
+    assert result.status == "failed"
+    assert result.tests_passed == 0
+    assert "sys._getframe is not allowed" in result.tests[0].error
+
+
 # -- Python efficiency: work in a child process ---------------------------------------------
 
 SQUARE = Task("t-sq", "n squared", "python", "total", ("assert total(60) == 3600",), None)
