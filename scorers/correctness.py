@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import hmac
 import json
+import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rfai.tasks import Task
 from scorers.harness import ERROR_CHARS, new_key, refused_binary, refused_constructs
 from scorers.harness_python import PYTHON_HARNESS
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import ProcessResult, SandboxLimits, python_argv, run_process
+
+_CPU_LIMIT_SIGNALS = (signal.SIGKILL, signal.SIGXCPU)
 
 STATUSES = (
     "passed",
@@ -176,6 +179,7 @@ def result_from_events(process: ProcessResult, n_tests: int, key: str) -> Execut
     definition_event: dict | None = None
     done = False
     unreadable = False
+    cpu_killed = False
     events, rejected = authenticated_events(process.report, key)
     for event in events:
         if event is None:
@@ -188,8 +192,14 @@ def result_from_events(process: ProcessResult, n_tests: int, key: str) -> Execut
             outcomes.setdefault(
                 event["index"], TestOutcome(event["index"], event["passed"], event["error"])
             )
+            # A C++ test runs in its own forked child, which has its own RLIMIT_CPU (soft =
+            # hard: SIGKILL). Nothing else in a run sends SIGKILL (the memory limit fails
+            # allocations; the wall limit kills the whole run), so it names the CPU limit.
+            cpu_killed = cpu_killed or event.get("signal") in _CPU_LIMIT_SIGNALS
         elif kind == "done":
             done = True
+    if cpu_killed and process.limit is None:
+        process = replace(process, limit="cpu", timed_out=True)
     result = _assemble(process, outcomes, n_tests, definition_event, done, unreadable)
     kept = tuple(e for e in events if e is not None)
     return ExecutionResult(**{**result.__dict__, "rejected_lines": rejected, "events": kept})

@@ -241,8 +241,10 @@ static int run() {
                          WEXITSTATUS(status));
             else
                 snprintf(what, sizeof what, "exit status %%d", WEXITSTATUS(status));
+            int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
             snprintf(body, sizeof body, "{\"event\": \"test\", \"index\": %%d, "
-                     "\"passed\": false, \"error\": \"%%s\", \"pid\": %%d}", i, what, (int)pid);
+                     "\"passed\": false, \"error\": \"%%s\", \"pid\": %%d, "
+                     "\"signal\": %%d}", i, what, (int)pid, sig);
         }
         emit(fd, body);
     }

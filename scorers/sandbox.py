@@ -6,16 +6,21 @@ never executes it in its own process); compilers run through it too. Every run g
 * a separate process in a new session (its own process group); stdin is /dev/null, or a pipe
   carrying ``stdin`` bytes and then closed (how a harness is handed its tests and key
   without putting them in a file or the environment);
-* a fresh temporary working directory holding only the given files, deleted after;
+* a fresh temporary working directory holding only the given files, deleted after (on
+  Linux the program sees it at ``/run/rfai-run``, and no other run's);
 * a minimal environment (PATH, LANG, HOME=TMPDIR=the temp dir, PYTHONDONTWRITEBYTECODE,
   PYTHONHASHSEED, plus what the caller lists in ``env``, where names that look like secrets
   (``*_TOKEN``, ``*_KEY``, ``HF_*``, ``OPENAI_*``, ``ANTHROPIC_*``, ...) are refused): nothing is
   inherited from the trainer, so API tokens and keys do not leak;
-* kernel resource limits set by ``prlimit`` (or ``ulimit`` in ``sh`` where prlimit is missing):
-  CPU seconds, address space (memory), size of written files, open files, and the process
-  count when not running as root (for root the kernel does not enforce RLIMIT_NPROC; see
-  ``scorers/isolation.py`` for the pids cgroup used instead);
+* kernel resource limits (set by the run's init on Linux, else ``prlimit``, else ``ulimit``
+  in ``sh``): CPU seconds (soft = hard: SIGKILL at the limit), address space (memory), size
+  of written files, open files, no core dumps, and the process count when not running as
+  root (for root the kernel does not enforce RLIMIT_NPROC; see ``scorers/isolation.py`` for
+  the pids cgroup used instead);
 * a wall-clock limit, after which the whole process tree is killed with SIGKILL;
+* a verdict named from what happened (``ProcessResult.limit``): this process's own kills
+  (wall, output cap) and a SIGKILL it did not send (the CPU limit), never CPU time read
+  back after the fact;
 * stdout/stderr read concurrently and capped; past the cap the tree is killed;
 * after every run the process group (and the PID namespace / cgroup, where used) is killed,
   so daemons the program forked are cleaned up;
@@ -24,25 +29,30 @@ never executes it in its own process); compilers run through it too. Every run g
 
 What is and is not isolated per platform (details in ``scorers/isolation.py``):
 
-* Linux with user namespaces: private PID namespace (kill tree includes ``setsid`` escapees),
-  no network, the whole filesystem read-only except the run's own directory (and the other
-  runs' directories under the same base). Files stay *readable*: a program can read anything
-  the trainer's user can read (but it has no network to send it anywhere, and its output
-  goes only into the trainer's logs and datasets).
+* Linux with user namespaces: private PID, network and IPC namespaces (the kill takes
+  ``setsid`` escapees too), no capabilities and no-new-privs, the whole filesystem
+  read-only (locked) except the run's own directory, private size-bounded tmpfs on /tmp,
+  /var/tmp, /run, /dev/shm (so host unix sockets there are out of reach), and every process
+  dies with the trainer. Files stay *readable*: a program can read anything the trainer's
+  user can read (but it has no network to send it anywhere, and its output goes only into
+  the trainer's logs and datasets); a unix socket at a path outside those directories is
+  reachable if the trainer's uid may connect to it.
 * Linux fallback (user namespaces refused, e.g. in Docker): rlimits, process group and
   scrubbed environment only; the program can open sockets, write where the user can, and a
   ``setsid`` escapee survives the run (unless the root-only pids cgroup is available). A
-  warning says so once at start-up.
-* macOS: ``sandbox-exec`` denies network and writes outside the run's dir; RLIMIT_AS is not
-  enforced by the kernel (so ``memory_mb`` is not a limit there), and a ``setsid`` escapee
-  survives.
-* Everywhere: no protection against forged harness output: the program runs in the
-  harness's process and can write to the report channel itself, so a hostile program can
-  claim its tests passed. CPU time is shared: runs are not pinned to cores.
+  warning says so once at start-up. The program can also signal the trainer.
+* macOS: ``sandbox-exec`` denies network (unix sockets too), writes outside the run's dir
+  and signals outside the sandbox; RLIMIT_AS is not enforced by the kernel (so
+  ``memory_mb`` is not a limit there), a ``setsid`` escapee survives, and nothing ties a
+  run's life to the trainer's beyond its CPU limit.
+* Everywhere: the sandbox does not authenticate what a program writes to the report
+  channel (the program runs in the harness's process); the harness does, with a per-run key
+  (``scorers/correctness.py``). CPU time is shared: runs are not pinned to cores.
 
-Limits are applied by a launcher executable (prlimit) rather than by ``preexec_fn``: the
-scoring pool starts processes from several threads, and ``preexec_fn`` is documented as
-unsafe in threaded programs; a Python launcher would add one interpreter start-up per run.
+Limits are applied by a launcher executable (the run's init on Linux, else prlimit) rather
+than by ``preexec_fn``: the scoring pool starts processes from several threads, and
+``preexec_fn`` is documented as unsafe in threaded programs; a Python launcher would add one
+interpreter start-up per run.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ import contextlib
 import fnmatch
 import math
 import os
+import resource
 import selectors
 import shutil
 import signal
@@ -63,9 +74,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from scorers.isolation import get_isolation, remove_cgroup
+from scorers.isolation import INIT_KILLED, get_isolation, remove_cgroup
 
 REPORT_FD_ENV = "SANDBOX_REPORT_FD"
+_RLIMIT = {
+    "cpu": resource.RLIMIT_CPU, "fsize": resource.RLIMIT_FSIZE,
+    "nofile": resource.RLIMIT_NOFILE, "as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC,
+}  # fmt: skip
 
 # After the main process exits (or is killed), how long to keep draining pipes before giving
 # up on a straggler that escaped the process group and still holds them open.
@@ -125,8 +140,14 @@ class ProcessResult:
 
     ``returncode`` is negative for death by signal (as in subprocess), None if never reaped.
     ``memory_exceeded`` is best effort: a MemoryError/bad_alloc/allocation failure on stderr.
-    ``timed_out`` covers both the wall-clock limit and the CPU limit (death by SIGXCPU).
-    ``cpu_seconds`` is the CPU time of the reaped process tree (user + system).
+    ``limit`` names the limit that ended the run, decided from what happened, not from timing:
+    ``"wall"`` (this process killed it at the deadline), ``"output"`` (it killed it at the
+    output cap), ``"cpu"`` (the launched program died by SIGKILL that this process did not
+    send: the kernel's RLIMIT_CPU, whose soft and hard limits are equal; or by SIGXCPU), or
+    None. ``timed_out`` is ``limit in ("wall", "cpu")``. A descendant the program forked and
+    reaped itself (the C++ harness's per-test child) is not seen here: its reaper reports it.
+    ``cpu_seconds`` is the CPU time of the reaped process tree (user + system); informative
+    only (it can read below the limit that killed the program, e.g. under steal time).
     ``files`` holds the files named in ``collect`` that the run left in its directory.
     """
 
@@ -140,6 +161,7 @@ class ProcessResult:
     memory_exceeded: bool
     files: dict[str, bytes] | None = None
     cpu_seconds: float = 0.0
+    limit: str | None = None
 
 
 def python_argv(script: str) -> list[str]:
@@ -176,11 +198,18 @@ def run_process(
         for name, content in files.items():
             _write_file(Path(workdir), name, content)
         cgroup = isolation.new_cgroup(limits.max_processes)
+        split = isolation.mode == "namespaces"  # the launcher's stderr apart from the program's
+        err_read, err_write = os.pipe() if split else (-1, -1)
         try:
-            wrapped = isolation.wrap(_limited_argv(argv, limits, cgroup is None), workdir)
+            rlimits = _rlimits(limits, cgroup is None)
+            if split:  # set by the namespace's init script (a shell builtin, no extra exec)
+                wrapped = isolation.wrap(argv, workdir, err_write, rlimits)
+            else:
+                wrapped = isolation.wrap(_limited_argv(argv, rlimits), workdir)
             if cgroup is not None:
                 wrapped = ["sh", "-c", _JOIN_CGROUP, str(cgroup), *wrapped]
-            result = _run_in(wrapped, workdir, limits, report_channel, env or {}, stdin)
+            launch = _Launch(wrapped, workdir, err_read, err_write)
+            result = _run_in(launch, limits, report_channel, env or {}, stdin)
         finally:
             if cgroup is not None:
                 remove_cgroup(cgroup)
@@ -207,102 +236,137 @@ def _write_file(workdir: Path, name: str, content: str | bytes) -> None:
         path.write_text(content, encoding="utf-8")
 
 
-def _limited_argv(argv: list[str], limits: SandboxLimits, use_nproc: bool) -> list[str]:
-    cpu = max(1, math.ceil(limits.cpu_seconds))
-    mem = 0 if sys.platform == "darwin" else limits.memory_mb * 2**20
+def _rlimits(limits: SandboxLimits, use_nproc: bool) -> dict[str, int]:
+    """The run's kernel limits; 0 = not set. ``fsize`` and ``as`` in bytes."""
+    # Soft = hard CPU: the kernel sends SIGKILL at the limit (SIGXCPU would be ignored by a
+    # PID namespace's init, and a SIGKILL this process did not send names the CPU limit).
     # As root RLIMIT_NPROC is not enforced; the run's pids cgroup (if any) limits instead.
-    nproc = limits.max_processes if os.geteuid() != 0 and use_nproc else 0
+    wanted = {
+        "cpu": max(1, math.ceil(limits.cpu_seconds)),
+        "fsize": limits.max_file_bytes,
+        "nofile": limits.max_open_files,
+        "as": 0 if sys.platform == "darwin" else limits.memory_mb * 2**20,
+        "nproc": limits.max_processes if os.geteuid() != 0 and use_nproc else 0,
+    }
+    # A limit can only be lowered: one above this process's hard limit (inherited by the run)
+    # would make setting it fail, so it is clamped to that hard limit.
+    for name, value in wanted.items():
+        hard = resource.getrlimit(_RLIMIT[name])[1]
+        if value and hard != resource.RLIM_INFINITY and value > hard:
+            wanted[name] = hard
+    return wanted
+
+
+def _limited_argv(argv: list[str], rlimits: dict[str, int]) -> list[str]:
     if shutil.which("prlimit"):
-        # Soft CPU limit sends SIGXCPU; the hard limit one second later is SIGKILL.
-        args = ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--fsize={limits.max_file_bytes}"]
-        args.append(f"--nofile={limits.max_open_files}")
-        if mem:
-            args.append(f"--as={mem}")
-        if nproc:
-            args.append(f"--nproc={nproc}")
+        args = ["prlimit", f"--cpu={rlimits['cpu']}", f"--fsize={rlimits['fsize']}", "--core=0"]
+        args.append(f"--nofile={rlimits['nofile']}")
+        args += [f"--{name}={rlimits[name]}" for name in ("as", "nproc") if rlimits[name]]
         return [*args, *argv]
-    blocks = limits.max_file_bytes // 512
-    numbers = [cpu + 1, cpu, blocks, limits.max_open_files, nproc]
+    cpu, blocks = rlimits["cpu"], rlimits["fsize"] // 512
+    numbers = [cpu, cpu, blocks, rlimits["nofile"], rlimits["nproc"]]
     return ["sh", "-c", _ULIMIT, "sandbox", *map(str, numbers), *argv]
 
 
-def _minimal_env(workdir: str) -> dict[str, str]:
+def _minimal_env(inside: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        "HOME": workdir,
-        "TMPDIR": workdir,
+        "HOME": inside,
+        "TMPDIR": inside,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONHASHSEED": "0",
     }
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """The wrapped argv, the run's directory, and the program's own stderr pipe (-1: none)."""
+
+    argv: list[str]
+    workdir: str
+    err_read: int
+    err_write: int
+
+
 def _run_in(
-    argv: list[str],
-    workdir: str,
+    launch: _Launch,
     limits: SandboxLimits,
     report_channel: bool,
     extra_env: Mapping[str, str],
     stdin_data: bytes | None = None,
 ) -> ProcessResult:
-    env = {**_minimal_env(workdir), **extra_env}
-    pass_fds: tuple[int, ...] = ()
-    report_read = report_write = -1
+    env = {**_minimal_env(get_isolation().inside_dir(launch.workdir)), **extra_env}
+    child_ends = [launch.err_write] if launch.err_write >= 0 else []
+    report_read = -1
     if report_channel:
         report_read, report_write = os.pipe()
         env[REPORT_FD_ENV] = str(report_write)
-        pass_fds = (report_write,)
+        child_ends.append(report_write)
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
+            launch.argv,
+            cwd=launch.workdir,
             env=env,
             stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            pass_fds=pass_fds,
+            pass_fds=tuple(child_ends),
         )
     except BaseException:
-        if report_channel:
-            os.close(report_read)
-            os.close(report_write)
+        for fd in (*child_ends, report_read, launch.err_read):
+            if fd >= 0:
+                os.close(fd)
         raise
-    if report_channel:
-        os.close(report_write)  # only the child holds the write end: EOF when it is gone
+    for fd in child_ends:
+        os.close(fd)  # only the child holds the write ends: EOF when it is gone
     if stdin_data is not None:
         _feed(proc, stdin_data)
-    streams = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
+    # Without a split, the launcher's fd 2 is the program's stderr.
+    program_err = launch.err_read if launch.err_read >= 0 else proc.stderr.fileno()
+    streams = {proc.stdout.fileno(): "stdout", program_err: "stderr"}
+    if launch.err_read >= 0:
+        streams[proc.stderr.fileno()] = "launcher"
     if report_channel:
         streams[report_read] = "report"
     reaped = _Reaper(proc)
     try:
-        captured, timed_out, output_exceeded = _pump(reaped, streams, start, limits)
+        captured, killed_for, overflowed = _pump(reaped, streams, start, limits)
     finally:
         _kill_group(proc.pid)
         reaped.wait()
         proc.stdout.close()
         proc.stderr.close()
-        if report_channel:
-            os.close(report_read)
+        for fd in (report_read, launch.err_read):
+            if fd >= 0:
+                os.close(fd)
     wall = time.monotonic() - start
+    launcher = captured.get("launcher", b"").decode("utf-8", errors="replace")
     stderr = captured["stderr"].decode("utf-8", errors="replace")
     returncode = reaped.returncode
-    # The soft CPU limit's SIGXCPU ends the program, but inside a PID namespace unshare cannot
-    # re-raise it, so the CPU time of the reaped tree tells instead of the exit status.
-    if returncode == -signal.SIGXCPU or reaped.cpu_seconds >= math.ceil(limits.cpu_seconds):
-        timed_out = True
+    limit = killed_for
+    if killed_for is None and (
+        returncode in (-signal.SIGKILL, -signal.SIGXCPU) or INIT_KILLED in launcher
+    ):
+        # Only the kernel (RLIMIT_CPU, soft = hard) can SIGKILL the program: we did not, and a
+        # PID namespace's init ignores its own processes' signals.
+        limit = "cpu"
+        returncode = -signal.SIGKILL if INIT_KILLED in launcher else returncode
+    elif launcher:
+        stderr += launcher  # the launcher's own error (e.g. the private mounts failed)
     return ProcessResult(
         returncode=returncode,
         stdout=captured["stdout"].decode("utf-8", errors="replace"),
         stderr=stderr,
         report=captured.get("report", b"").decode("utf-8", errors="replace"),
         wall_seconds=wall,
-        timed_out=timed_out,
-        output_exceeded=output_exceeded,
+        timed_out=limit in ("wall", "cpu"),
+        output_exceeded=bool(overflowed),
         memory_exceeded=_looks_like_memory_error(stderr),
         cpu_seconds=reaped.cpu_seconds,
+        limit=limit,
     )
 
 
@@ -356,15 +420,20 @@ class _Reaper:
 
 def _pump(
     proc: _Reaper, streams: dict[int, str], start: float, limits: SandboxLimits
-) -> tuple[dict[str, bytearray], bool, bool]:
+) -> tuple[dict[str, bytearray], str | None, list[bytearray]]:
     """Read all streams until EOF, the wall limit or the output cap; kill the group on either.
+
+    Returns what was read and why this process killed the program while it was still
+    running (``"wall"``, ``"output"``, or None when it ended by itself), and the buffers that
+    overflowed the cap (however the program ended).
 
     One thread with a selector rather than a thread per pipe, so that a pipe held open by a
     straggler cannot block us: reading stops ``_DRAIN_GRACE_SECONDS`` after the main process
     is gone.
     """
     captured = {name: bytearray() for name in streams.values()}
-    timed_out = output_exceeded = False
+    killed_for: str | None = None
+    overflowed: list[bytearray] = []
     deadline = start + limits.wall_seconds
     stop_at: float | None = None  # set once the main process has exited or been killed
     with selectors.DefaultSelector() as selector:
@@ -376,7 +445,7 @@ def _pump(
                 _kill_group(proc.pid)  # daemons it left behind would hold the pipes open
                 stop_at = now + _DRAIN_GRACE_SECONDS
             if stop_at is None and now >= deadline:
-                timed_out = True
+                killed_for = "wall"
                 _kill_group(proc.pid)
                 stop_at = now + _DRAIN_GRACE_SECONDS
             if stop_at is not None and now >= stop_at:
@@ -391,12 +460,13 @@ def _pump(
                 room = limits.output_bytes - len(buffer)
                 buffer += data[:room]
                 if len(data) > room:
-                    output_exceeded = True
+                    overflowed.append(buffer)
                     selector.unregister(key.fd)
-                    _kill_group(proc.pid)
-                    if stop_at is None:
+                    if stop_at is None:  # still running: this kill ends it
+                        killed_for = "output"
+                        _kill_group(proc.pid)
                         stop_at = time.monotonic() + _DRAIN_GRACE_SECONDS
-    return captured, timed_out, output_exceeded
+    return captured, killed_for, overflowed
 
 
 def _kill_group(pgid: int) -> None:

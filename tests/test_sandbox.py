@@ -68,7 +68,7 @@ def test_parent_environment_does_not_leak(monkeypatch):
     assert "secret-token-value" not in result.stdout
     passed = {"HOME", "LANG", "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "TMPDIR"}
     # Python itself may add LC_CTYPE (PEP 538 locale coercion) where C.UTF-8 is missing;
-    # nsenter --wd sets PWD.
+    # the sandbox's init (or sh's cd) sets PWD.
     assert passed <= set(eval(names)) <= passed | {"LC_CTYPE", "PWD"}
 
 
@@ -80,7 +80,7 @@ def test_stdin_is_empty():
 def test_wall_timeout_kills_within_limit():
     limits = SandboxLimits(wall_seconds=1.0, cpu_seconds=30.0)
     result = run_python("import time\nprint('started', flush=True)\ntime.sleep(60)", limits)
-    assert result.timed_out
+    assert result.timed_out and result.limit == "wall"
     assert result.returncode == -signal.SIGKILL
     assert result.stdout == "started\n"  # output written before the kill is kept
     assert 1.0 <= result.wall_seconds < 2.0
@@ -90,8 +90,8 @@ def test_cpu_limit_stops_a_busy_loop():
     limits = SandboxLimits(wall_seconds=20.0, cpu_seconds=1.0)
     result = run_python("while True:\n    pass", limits)
     assert result.timed_out
-    assert result.returncode != 0
-    assert result.cpu_seconds >= 1.0
+    assert result.limit == "cpu"  # named from the kernel's SIGKILL, not from rusage
+    assert result.returncode in (-signal.SIGKILL, -signal.SIGXCPU)
     assert result.wall_seconds < limits.wall_seconds  # the CPU limit, not the wall limit
 
 

@@ -24,7 +24,9 @@ from scorers.sandbox import SandboxLimits, python_argv, run_process
 
 LIMITS = SandboxLimits(wall_seconds=3.0, cpu_seconds=3.0, memory_mb=512, max_processes=64)
 SHORT = SandboxLimits(wall_seconds=1.5, cpu_seconds=1.0, memory_mb=512, max_processes=64)
-PROBE = Path("/var/tmp/rfai-sandbox-escape-probe")
+# A host path the trainer's user may write, outside the directories each run gets a private
+# tmpfs on (/tmp, /var/tmp, /run, /dev/shm): only the read-only mounts stop a write there.
+PROBE = Path.home() / ".rfai-sandbox-escape-probe"
 PORT = 47811
 ISOLATED = get_isolation().mode in ("namespaces", "sandbox-exec")
 needs_isolation = pytest.mark.skipif(
