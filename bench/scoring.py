@@ -69,7 +69,7 @@ def pooled(suite: ScoringSuite, samples: list[tuple], teachers: dict, workers: i
 
 
 def overhead(repeats: int) -> tuple[float, float]:
-    argv = [sys.executable, "-I", "-c", "pass"]
+    argv = [sys.executable, "-I", "-S", "-c", "pass"]
     limits = SandboxLimits()
     bare, boxed = [], []
     for _ in range(repeats):  # alternate so drift hits both

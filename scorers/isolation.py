@@ -3,8 +3,11 @@
 Linux, when unprivileged user namespaces work (``unshare --user`` succeeds):
 
 * at start-up one *holder* is created in new user, mount and PID namespaces. Inside, every
-  mount except ``/proc`` and the sandbox's base directory (where each run's directory lives)
-  is remounted read-only. The holder is its PID namespace's init and waits on a pipe whose
+  mount except ``/proc`` is remounted read-only, and a tmpfs of ``RUN_DIRS_MB`` (all runs
+  together) covers the sandbox's base directory, where each run's directory lives: this
+  process creates run directories through the holder's root (``Isolation.run_parent``), so
+  nothing a run writes reaches the host's disk, and it all vanishes with the holder.
+  The holder is its PID namespace's init and waits on a pipe whose
   write end only this process holds: when this process dies, however it dies (SIGKILL
   included), the holder exits and the kernel kills every process in its PID namespace,
   which every run joins;
@@ -16,7 +19,12 @@ Linux, when unprivileged user namespaces work (``unshare --user`` succeeds):
 * the run's first process (``rfai-init``, ``scorers/sandbox_init.py``, built once with the
   system's C compiler; without one the same steps run as ``sh`` + ``mount -a`` + ``setsid``
   + ``setpriv``) mounts fresh size-bounded tmpfs (``TMPFS_MB`` each) on ``/run``, ``/tmp``,
-  ``/var/tmp``, ``/dev/shm``, ``/dev/pts`` and over the base directory, binds the run's own
+  ``/var/tmp``, ``/dev/shm``, ``/dev/pts`` and over the base directory, replaces ``/dev`` with
+  a read-only one holding only null, zero, full, random, urandom and tty, makes ``/proc/sys``,
+  ``/proc/sysrq-trigger``, ``/proc/irq``, ``/proc/bus``, ``/proc/fs``, ``/proc/acpi``,
+  ``/proc/scsi`` and ``/proc/pressure`` read-only (as root, uid 0 without capabilities could
+  still write sysctls such as ``kernel.core_pattern`` and root-owned devices: loop devices,
+  ``/dev/kmsg``, the console), binds the run's own
   directory at ``/run/rfai-run`` (its working directory, HOME and TMPDIR), sets the rlimits,
   starts a new session (``kill(0, ...)`` reaches only the run's processes), sets
   no-new-privs, drops every capability (bounding, inheritable, ambient, permitted,
@@ -39,21 +47,30 @@ root-owned files too; running programs as an unprivileged uid would need the too
 readable by it, which a root install under /root is not); unix sockets at a path outside the
 covered directories (e.g. under ``/var/lib`` or the repository) stay reachable when their
 mode lets the trainer's uid connect (no seccomp filter); the run's own directory is on the
-host disk (each file is bounded by ``max_file_bytes``, their number is not); CPU time is per
-process (a forked child starts at zero).
+holder's tmpfs, bounded for all concurrent runs together, not per run (a program that fills
+it makes a sibling's writes fail with ENOSPC while it runs); memory in tmpfs, pipes and
+memfds is not counted by ``RLIMIT_AS`` (bounded by the tmpfs sizes, ``max_file_bytes`` x
+``max_open_files`` and the run's life); without ``rfai-init`` (no C compiler) there is no
+seccomp filter: host unix sockets outside the covered directories stay reachable and a
+program may create user namespaces (the mounts stay locked and procfs/sysfs cannot be
+mounted afresh: the read-only ``/proc`` parts and ``/sys`` make them "too revealing"); CPU
+time is per process (a forked child starts at zero).
 
 Fallback (``unshare`` refused, e.g. inside Docker's default seccomp profile): a warning is
 logged once and runs get only a process group, rlimits and the scrubbed environment: no
 network or filesystem isolation, a program can signal the trainer (same uid), and a
 ``setsid`` escapee survives unless the pids cgroup (root only) catches it.
 
-macOS: ``sandbox-exec`` with a profile that denies network access (unix sockets included),
-file writes outside the run's directory (and /dev/null) and signals to processes outside the
-sandbox; processes live in their own process group; ``RLIMIT_AS`` is not enforced by the
-kernel, so memory is not limited; a ``setsid`` escapee survives; there is no parent-death
-mechanism (an in-flight program of a killed trainer lives until its CPU limit); ``/tmp`` is
-shared with the host (readable, not writable); stale base directories are cleaned at the next
-start as on Linux.
+macOS: ``sandbox-exec`` with a profile that denies network access (unix sockets included), file
+writes outside the run's directory (and /dev/null) and signals to processes outside the sandbox
+(the profile is tried once at start-up on ``/usr/bin/true``; where the signal rules are refused
+they are dropped with a warning, where the whole profile is refused runs fall back to rlimits,
+also with a warning); processes live in their own process group; ``RLIMIT_AS`` is not enforced
+by the kernel, so memory is not limited; a ``setsid`` escapee survives; there is no
+parent-death mechanism (an in-flight program of a killed trainer lives until its CPU limit);
+``/tmp``
+is shared with the host (readable, not writable); stale base directories are cleaned at the
+next start as on Linux.
 """
 
 from __future__ import annotations
@@ -82,7 +99,7 @@ log = logging.getLogger("rfai.scorers")
 # The holder ends when stdin reaches EOF: the trainer holds the only write end.
 _HOLDER_SCRIPT = r"""
 base="$1"
-mount --bind "$base" "$base" || exit 3
+mount -t tmpfs -o "nosuid,nodev,size=$2m,mode=700" rfai-runs "$base" || exit 3
 awk '{print $5}' /proc/self/mountinfo | while read -r point; do
   case "$point" in "$base"|/proc|/proc/*) continue ;; esac
   mount -o remount,bind,ro "$point" 2>/dev/null
@@ -108,6 +125,7 @@ INIT_KILLED = "sigprocmask unblock failed"
 _DROP = ("setsid", "setpriv", "--nnp", "--inh-caps=-all", "--bounding-set=-all")
 RUN_DIR_INSIDE = "/run/rfai-run"
 TMPFS_MB = 64  # size of each private tmpfs (/run, /tmp, /var/tmp, /dev/shm) per run
+RUN_DIRS_MB = 2048  # the holder's tmpfs holding every run's directory (all runs together)
 _TMPFS = "nosuid,nodev,size={size}m,mode={mode}"
 
 _MACOS_PROFILE = """(version 1)
@@ -115,9 +133,32 @@ _MACOS_PROFILE = """(version 1)
 (deny network*)
 (deny file-write*)
 (allow file-write* (subpath "{workdir}") (literal "/dev/null") (literal "/dev/zero"))
-(deny signal)
+"""
+# Checked once at start-up (``_macos_isolation``): nobody here can run sandbox-exec, and a
+# profile it refuses would fail every run, so without these lines if they are refused.
+_MACOS_SIGNALS = """(deny signal)
 (allow signal (target same-sandbox))
 """
+
+# What a run's /dev holds (bound from the host's) and the procfs paths made read-only in it
+# (as root, uid 0 without capabilities may still write root-owned device files and sysctls).
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+_PROC_READ_ONLY = (
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/pressure",
+)
 
 _HOLDER_UNSHARE = (
     "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
@@ -142,12 +183,25 @@ class Isolation:
     cgroup_root: Path | None = None
     holder: subprocess.Popen | None = field(default=None, repr=False)
     init: Path | None = None  # the compiled rfai-init (scorers/sandbox_init.py), if built
+    macos_profile: str = _MACOS_PROFILE + _MACOS_SIGNALS  # sandbox-exec mode: as validated
 
     def describe(self) -> str:
         extra = f", pids cgroup under {self.cgroup_root}" if self.cgroup_root else ""
         if self.mode == "namespaces":
             extra += f"; run init {self.init or 'sh + mount + setsid + setpriv (no C compiler)'}"
         return f"sandbox isolation: {self.mode}{extra}; run dirs under {self.base_dir}"
+
+    @property
+    def run_parent(self) -> Path:
+        """Where this process creates run directories.
+
+        Namespace mode: the holder's tmpfs over ``base_dir``, reached through the holder's
+        root (``/proc/PID/root``), so that what a run writes is bounded (``RUN_DIRS_MB``) and
+        never lands on the host's disk; elsewhere ``base_dir`` itself.
+        """
+        if self.mode == "namespaces":
+            return Path(f"/proc/{self.holder_pid}/root") / self.base_dir.relative_to("/")
+        return self.base_dir
 
     def inside_dir(self, workdir: str) -> str:
         """The run directory as the program sees it (its cwd, HOME and TMPDIR)."""
@@ -175,7 +229,7 @@ class Isolation:
             pid_ns = f"--pid=/proc/{self.holder_pid}/ns/pid_for_children"
             enter = ["nsenter", f"--target={self.holder_pid}", "--user", "--mount", pid_ns]
             enter.append("--preserve-credentials")
-            new = [*_RUN_UNSHARE, f"--wd={workdir}"]
+            new = [*_RUN_UNSHARE, f"--wd={self.base_dir / Path(workdir).name}"]
             rlimits = rlimits or {}
             if self.init is not None:
                 numbers = [rlimits.get(k, 0) for k in ("cpu", "fsize", "nofile", "as", "nproc")]
@@ -186,7 +240,7 @@ class Isolation:
             script = ["sh", "-c", _RUN_SCRIPT, fstab, RUN_DIR_INSIDE, str(stderr_fd or 2), limits]
             return [*enter, *new, *script, *_DROP, *argv]
         if self.mode == "sandbox-exec":
-            profile = _MACOS_PROFILE.format(workdir=os.path.realpath(workdir))
+            profile = self.macos_profile.format(workdir=os.path.realpath(workdir))
             return ["sandbox-exec", "-p", profile, *argv]
         return argv
 
@@ -339,17 +393,15 @@ def _detect() -> Isolation:
     base = Path(tempfile.mkdtemp(prefix=f"{_BASE_PREFIX}{_owner_tag()}-", dir=temp_root))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     if sys.platform == "darwin":
-        if shutil.which("sandbox-exec"):
-            return Isolation("sandbox-exec", base)
-        log.warning("sandbox-exec not found: sandboxed runs get rlimits and process groups only")
-        return Isolation("rlimits", base)
+        return _macos_isolation(base)
     problem = _namespace_problem()
     if problem is None:
-        _write_fstab(base)
         holder, problem = _start_holder(base)
         if holder is not None:
-            init = build_init()
-            return Isolation("namespaces", base, holder.pid, cgroup_root, holder, init)
+            isolation = Isolation("namespaces", base, holder.pid, cgroup_root, holder)
+            _write_fstab(isolation.run_parent, base)
+            isolation.init = build_init()
+            return isolation
     log.warning(
         "sandbox FALLBACK: user namespaces are unavailable (%s), so sandboxed programs get "
         "rlimits, a process group and a scrubbed environment only: NO network or "
@@ -360,24 +412,70 @@ def _detect() -> Isolation:
     return Isolation("rlimits", base, None, cgroup_root)
 
 
-def _write_fstab(base: Path) -> None:
+def _macos_isolation(base: Path) -> Isolation:
+    """sandbox-exec with the strictest profile this macOS accepts (tried on ``/usr/bin/true``).
+
+    The signal rules are dropped, with a warning, where they are refused; where even the
+    profile without them is refused, or there is no sandbox-exec, runs get rlimits only.
+    """
+    if shutil.which("sandbox-exec") is None:
+        log.warning("sandbox-exec not found: sandboxed runs get rlimits and process groups only")
+        return Isolation("rlimits", base)
+    refused = []
+    for profile in (_MACOS_PROFILE + _MACOS_SIGNALS, _MACOS_PROFILE):
+        argv = ["sandbox-exec", "-p", profile.format(workdir=base.resolve()), "/usr/bin/true"]
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if probe.returncode == 0:
+            if refused:
+                log.warning(
+                    "sandbox-exec refused the profile's signal rules (%s): sandboxed programs "
+                    "can signal processes outside the sandbox, the trainer included",
+                    refused[0],
+                )
+            return Isolation("sandbox-exec", base, macos_profile=profile)
+        refused.append(f"exit {probe.returncode}: {probe.stderr.strip()[:200]}")
+    log.warning(
+        "sandbox FALLBACK: sandbox-exec refused every profile (%s), so sandboxed programs get "
+        "rlimits and a process group only: NO network or filesystem isolation",
+        "; ".join(refused),
+    )
+    return Isolation("rlimits", base)
+
+
+def _write_fstab(parent: Path, base: Path) -> None:
     """The mounts each run makes in its own namespace, in order (read by ``mount -a``).
 
     ``.`` is the run's directory (``unshare --wd``); it is bound before the tmpfs over the base
     directory and ``/tmp`` hides it. Sources are named ``rfai-sandbox`` so that mount does not
-    take a host tmpfs on the same path for "already mounted".
+    take a host tmpfs on the same path for "already mounted". Written into the holder's tmpfs
+    (``parent``, which is ``base`` inside). ``/dev`` becomes ``.dev`` (the
+    harmless devices bound onto empty files, read-only) and the root-writable parts of
+    ``/proc`` are made read-only, as ``rfai-init`` does (``scorers/sandbox_init.py``).
     """
     scratch = _TMPFS.format(size=TMPFS_MB, mode="1777")
+    dev = base / ".dev"
+    (parent / ".dev").mkdir()
     lines = [
         f"rfai-sandbox /run tmpfs {scratch} 0 0",
         f". {RUN_DIR_INSIDE} none bind,x-mount.mkdir 0 0",
+    ]
+    for name in _DEVICES:
+        (parent / ".dev" / name).touch()
+        lines.append(f"/dev/{name} {dev / name} none bind 0 0")
+    for name, target in _DEV_LINKS:
+        (parent / ".dev" / name).symlink_to(target)
+    (parent / ".dev" / "shm").mkdir(mode=0o1777)
+    (parent / ".dev" / "pts").mkdir()
+    lines.append(f"{dev} /dev none rbind,ro,nosuid,nodev 0 0")
+    lines += [f"{p} {p} none bind,ro 0 0" for p in _PROC_READ_ONLY if Path(p).exists()]
+    lines += [
         f"rfai-sandbox {base} tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
         f"rfai-sandbox /tmp tmpfs {scratch} 0 0",
         f"rfai-sandbox /var/tmp tmpfs {scratch} 0 0",
         f"rfai-sandbox /dev/shm tmpfs {scratch} 0 0",
         f"rfai-sandbox /dev/pts tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
     ]
-    (base / ".fstab").write_text("\n".join(lines) + "\n")
+    (parent / ".fstab").write_text("\n".join(lines) + "\n")
 
 
 def _namespace_problem() -> str | None:
@@ -393,7 +491,7 @@ def _namespace_problem() -> str | None:
 
 def _start_holder(base: Path) -> tuple[subprocess.Popen | None, str | None]:
     holder = subprocess.Popen(
-        [*_HOLDER_UNSHARE, "sh", "-c", _HOLDER_SCRIPT, "holder", str(base)],
+        [*_HOLDER_UNSHARE, "sh", "-c", _HOLDER_SCRIPT, "holder", str(base), str(RUN_DIRS_MB)],
         stdin=subprocess.PIPE,  # never written: EOF (our death) ends the holder
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

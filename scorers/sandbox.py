@@ -7,7 +7,9 @@ never executes it in its own process); compilers run through it too. Every run g
   carrying ``stdin`` bytes and then closed (how a harness is handed its tests and key
   without putting them in a file or the environment);
 * a fresh temporary working directory holding only the given files, deleted after (on
-  Linux the program sees it at ``/run/rfai-run``, and no other run's);
+  Linux the program sees it at ``/run/rfai-run``, and no other run's; it lives in the
+  namespace holder's size-bounded tmpfs, not on the host's disk); ``collect`` reads back
+  only regular files, never through a symlink, never blocking on a FIFO;
 * a minimal environment (PATH, LANG, HOME=TMPDIR=the temp dir, PYTHONDONTWRITEBYTECODE,
   PYTHONHASHSEED, plus what the caller lists in ``env``, where names that look like secrets
   (``*_TOKEN``, ``*_KEY``, ``HF_*``, ``OPENAI_*``, ``ANTHROPIC_*``, ...) are refused): nothing is
@@ -65,6 +67,7 @@ import resource
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -165,8 +168,14 @@ class ProcessResult:
 
 
 def python_argv(script: str) -> list[str]:
-    """argv running ``script`` with this interpreter in isolated mode (no env, no user site)."""
-    return [sys.executable, "-I", script]
+    """argv running ``script`` with this interpreter: isolated (``-I``: no environment, no
+    user site) and without ``site`` (``-S``): the standard library only.
+
+    Without ``-S`` every start also imports site-packages' ``.pth`` hooks (an editable
+    install's finder pulls in pathlib and re: 45 ms against 10 ms per start here), and a
+    solution could import whatever the trainer's environment has installed.
+    """
+    return [sys.executable, "-I", "-S", script]
 
 
 def run_process(
@@ -194,7 +203,7 @@ def run_process(
         if any(fnmatch.fnmatchcase(name.upper(), pattern) for pattern in SECRET_PATTERNS):
             raise ValueError(f"refusing to pass {name!r} to a sandboxed program: looks secret")
     isolation = get_isolation()
-    with tempfile.TemporaryDirectory(prefix="run-", dir=isolation.base_dir) as workdir:
+    with tempfile.TemporaryDirectory(prefix="run-", dir=isolation.run_parent) as workdir:
         for name, content in files.items():
             _write_file(Path(workdir), name, content)
         cgroup = isolation.new_cgroup(limits.max_processes)
@@ -214,9 +223,37 @@ def run_process(
             if cgroup is not None:
                 remove_cgroup(cgroup)
         if collect:
-            found = {n: Path(workdir, n) for n in collect if Path(workdir, n).is_file()}
-            result = _with_files(result, {n: p.read_bytes() for n, p in found.items()})
+            result = _with_files(result, _collect(workdir, collect, limits.max_file_bytes))
         return result
+
+
+def _collect(workdir: str, names: tuple[str, ...], max_bytes: int) -> dict[str, bytes]:
+    """The regular files among ``names`` that the run left in ``workdir``, up to ``max_bytes``.
+
+    Opened one path component at a time without following symlinks (the program may replace
+    its output, or a directory on the way, with a link to a host file) and non-blocking (a
+    FIFO would block this read for good); anything but a regular file is left out, as is one
+    larger than the program could have written (RLIMIT_FSIZE).
+    """
+    found = {}
+    for name in names:
+        *parents, leaf = PurePosixPath(name).parts
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fds = [os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+        try:
+            for part in parents:
+                fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
+            fds.append(os.open(leaf, flags, dir_fd=fds[-1]))
+            info = os.fstat(fds[-1])
+            if stat.S_ISREG(info.st_mode) and info.st_size <= max_bytes:
+                with os.fdopen(os.dup(fds[-1]), "rb") as file:
+                    found[name] = file.read(max_bytes)
+        except OSError:
+            continue  # missing, a symlink (ELOOP), not a directory: not a file the run made
+        finally:
+            for fd in fds:
+                os.close(fd)
+    return found
 
 
 def _with_files(result: ProcessResult, files: dict[str, bytes]) -> ProcessResult:

@@ -1,14 +1,16 @@
 """The sandbox for real: one adversarial program per property it claims to cover."""
 
+import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from scorers.isolation import get_isolation
+from scorers.isolation import _macos_isolation, get_isolation
 from scorers.sandbox import SandboxLimits, python_argv, run_process
 
 FAST = SandboxLimits(wall_seconds=5.0, cpu_seconds=5.0)
@@ -151,6 +153,7 @@ def test_daemon_left_behind_is_killed(setsid):
     # setsid, leaves the sandbox's process group too. It must not outlive the run.
     token = f"{time.time_ns() % 10**9}.5"
     source = f"""
+import logging
 import os
 child = os.fork()
 if child == 0:
@@ -205,3 +208,49 @@ def test_process_limit_refuses_fork():
     source = "import os\ntry:\n    os.fork()\nexcept BlockingIOError:\n    print('refused')"
     result = run_python(source, SandboxLimits(max_processes=1))
     assert result.stdout == "refused\n"
+
+
+# -- macOS: the sandbox-exec profile is validated once, with a fallback --------------------
+
+FAKE_SANDBOX_EXEC = """#!/bin/sh
+# Stands in for macOS's sandbox-exec: refuses profiles matching $RFAI_FAKE_REFUSE, else runs.
+case "$2" in *"$RFAI_FAKE_REFUSE"*) echo "sandbox-exec: unbound variable: signal" >&2; exit 65;;
+esac
+shift 2
+exec "$@"
+"""
+
+
+@pytest.fixture
+def fake_sandbox_exec(tmp_path, monkeypatch):
+    tool = tmp_path / "bin" / "sandbox-exec"
+    tool.parent.mkdir()
+    tool.write_text(FAKE_SANDBOX_EXEC)
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}:{os.environ['PATH']}")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("refuse", "mode", "signals", "warning"),
+    [("(deny signal)", "sandbox-exec", False, "refused the profile's signal rules"),
+     ("no such rule", "sandbox-exec", True, None),
+     ("(version 1)", "rlimits", False, "sandbox-exec refused every profile")],
+)  # fmt: skip
+def test_macos_profile_is_validated_once_with_a_fallback(
+    fake_sandbox_exec, tmp_path, caplog, refuse, mode, signals, warning
+):
+    fake_sandbox_exec.setenv("RFAI_FAKE_REFUSE", refuse)
+    with caplog.at_level(logging.WARNING, logger="rfai.scorers"):
+        isolation = _macos_isolation(tmp_path)
+    assert isolation.mode == mode
+    if warning is None:
+        assert not caplog.records
+    else:
+        assert warning in caplog.text and ("exit 65" in caplog.text)
+    if mode == "sandbox-exec":
+        assert ("(deny signal)" in isolation.macos_profile) is signals
+        argv = isolation.wrap(["sh", "-c", "echo ran"], str(tmp_path))
+        assert argv[:2] == ["sandbox-exec", "-p"] and str(tmp_path.resolve()) in argv[2]
+        # the profile the wrapped run carries is one this sandbox-exec accepts
+        assert subprocess.run(argv, capture_output=True, text=True).stdout == "ran\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from scorers.correctness import run_compiled_tests, run_python_tests
-from scorers.isolation import RUN_DIR_INSIDE, get_isolation
+from scorers.isolation import RUN_DIR_INSIDE, RUN_DIRS_MB, get_isolation
 from scorers.languages import Toolchain, compile_program
 from scorers.sandbox import SandboxLimits, python_argv, run_process
 
@@ -114,7 +114,7 @@ def test_python_cannot_leave_its_pids_cgroup():
 
 
 def test_sibling_runs_are_invisible_and_untouchable():
-    base = get_isolation().base_dir
+    base, parent = get_isolation().base_dir, get_isolation().run_parent
     sibling = {}
 
     def victim():
@@ -129,9 +129,9 @@ def test_sibling_runs_are_invisible_and_untouchable():
     thread = threading.Thread(target=victim)
     thread.start()
     deadline = time.monotonic() + 5
-    while not any(base.glob("run-*/victim.txt")) and time.monotonic() < deadline:
+    while not any(parent.glob("run-*/victim.txt")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    victim_dir = next(base.glob("run-*/victim.txt")).parent
+    victim_dir = base / next(parent.glob("run-*/victim.txt")).parent.name  # as runs see it
     attack = f"""
 import os
 print(sorted(os.listdir({str(base)!r})) if os.path.isdir({str(base)!r}) else "missing")
@@ -182,6 +182,91 @@ def test_collected_files_come_back():
         ["sh", "-c", "printf built > out.bin"], files={}, limits=LIMITS, collect=("out.bin",)
     )
     assert result.files == {"out.bin": b"built"}
+
+
+def test_collect_reads_no_host_file_through_a_link_and_never_blocks():
+    # A compiler's output replaced by a symlink to a host file (and a link on the way to it),
+    # a hard link to one, a FIFO that would block the trainer's read.
+    script = (
+        "ln -s /etc/hostname out.bin; mkdir real; ln -s real sub; printf x > real/f; "
+        "ln /etc/hostname hard.bin 2>/dev/null; mkfifo fifo.bin; echo done"
+    )
+    names = ("out.bin", "sub/f", "real/f", "hard.bin", "fifo.bin")
+    result = run_process(["sh", "-c", script], files={}, limits=LIMITS, collect=names)
+    assert result.returncode == 0 and result.limit is None and result.stdout == "done\n"
+    assert result.files == {"real/f": b"x"}
+
+
+def test_run_directories_live_in_a_bounded_tmpfs_not_on_the_host_disk():
+    source = (
+        "open('big', 'wb').write(b'0' * 2**20)\n"
+        "for line in open('/proc/self/mountinfo'):\n"
+        f"    if line.split()[4] == {RUN_DIR_INSIDE!r}:\n"
+        "        print(line.split(' - ')[1].split()[0], line.split()[-1])"
+    )
+    result = run_python(source)
+    fstype, options = result.stdout.split()
+    assert fstype == "tmpfs" and f"size={RUN_DIRS_MB * 1024}k" in options, result.stdout
+    assert result.returncode == 0 and result.limit is None
+    assert os.listdir(get_isolation().base_dir) == []  # the host's disk: nothing written
+
+
+# -- root-writable kernel files: sysctls, devices; new user namespaces ----------------------
+
+SYSCTL = "/proc/sys/kernel/domainname"  # written with its own value: harmless if it worked
+ROOT_WRITES_PY = f"""
+import errno, os
+value = open({SYSCTL!r}).read()
+results = []
+try:
+    with open({SYSCTL!r}, "w") as f:
+        f.write(value)
+    results.append("wrote sysctl")
+except OSError as exc:
+    results.append(errno.errorcode[exc.errno])
+for device in ("/dev/kmsg", "/dev/console", "/dev/loop0", "/dev/userfaultfd", "/dev/vda"):
+    try:
+        os.close(os.open(device, os.O_WRONLY))
+        results.append("opened " + device)
+    except OSError as exc:
+        results.append(errno.errorcode[exc.errno])
+print(results)
+"""
+
+
+def test_python_cannot_write_sysctls_or_host_devices():
+    before = Path(SYSCTL).read_text()
+    result = run_python(ROOT_WRITES_PY)
+    assert result.returncode == 0 and result.limit is None, result.stderr
+    sysctl, *devices = eval(result.stdout)
+    assert sysctl == "EROFS"
+    assert set(devices) <= {"ENOENT"}, devices  # only harmless devices exist in its /dev
+    assert Path(SYSCTL).read_text() == before
+
+
+NEW_USERNS_PY = """
+import ctypes, errno, socket, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+results = [libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()]]
+results.append(subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode)
+results.append(libc.syscall(250, 0, -3, 0) == -1 and errno.errorcode[ctypes.get_errno()])
+try:
+    socket.socket(40, socket.SOCK_STREAM)  # AF_VSOCK: not per network namespace
+    results.append("vsock")
+except OSError as exc:
+    results.append(errno.errorcode[exc.errno])
+a, b = socket.socketpair()  # multiprocessing needs it
+a.send(b"x")
+results.append(b.recv(1).decode())
+print(results)
+"""
+
+
+@needs_init
+def test_python_cannot_create_a_user_namespace_keyring_or_vsock():
+    result = run_python(NEW_USERNS_PY)
+    assert result.returncode == 0 and result.limit is None, result.stderr
+    assert eval(result.stdout) == [-1, "EPERM", 1, "ENOSYS", "EAFNOSUPPORT", "x"]
 
 
 # -- 3. host unix sockets at a path ----------------------------------------------------------
@@ -260,6 +345,24 @@ PROGRAMS = {
         f'pub fn attack() -> bool {{ std::fs::write("{HOST_TMP_PROBE}", "x").is_ok() }}',
         "assert!(attack());",
     ),
+    "cpp-root-writes": (
+        "cpp",
+        CPP + "#include <fcntl.h>\n#include <unistd.h>\nbool attack() {\n"
+        f'  char v[256] = {{0}}; int r = open("{SYSCTL}", O_RDONLY);\n'
+        "  ssize_t n = read(r, v, sizeof v - 1); close(r);\n"
+        f'  int w = open("{SYSCTL}", O_WRONLY);\n'
+        "  bool wrote = w >= 0 && n > 0 && write(w, v, n) == n;\n"
+        '  return wrote || open("/dev/kmsg", O_WRONLY) >= 0;\n}',
+        "assert(!attack());",
+    ),
+    "rs-root-writes": (
+        "rust",
+        "pub fn attack() -> bool {\n"
+        f'  let v = std::fs::read("{SYSCTL}").unwrap_or_default();\n'
+        f'  std::fs::write("{SYSCTL}", v).is_ok()\n'
+        '    || std::fs::OpenOptions::new().write(true).open("/dev/kmsg").is_ok()\n}',
+        "assert!(!attack());",
+    ),
     "cpp-unix": (
         "cpp",
         CPP + "bool attack() {\n  int s = socket(AF_UNIX, SOCK_STREAM, 0);\n"
@@ -300,6 +403,14 @@ def test_compiled_cannot_remount_read_write(compiled, probe, name):
     result = compiled(name)
     assert result.status == "passed", (result.stderr[-500:], result.tests)  # attack() failed
     assert not probe.exists()
+
+
+@pytest.mark.parametrize("name", ["cpp-root-writes", "rs-root-writes"])
+def test_compiled_cannot_write_sysctls_or_host_devices(compiled, name):
+    before = Path(SYSCTL).read_text()
+    result = compiled(name)
+    assert result.status == "passed", (result.stderr[-500:], result.tests)  # attack() failed
+    assert Path(SYSCTL).read_text() == before
 
 
 @pytest.mark.parametrize("name", ["cpp-tmp", "rs-tmp"])
@@ -448,6 +559,7 @@ def test_portable_chain_without_the_compiled_init_holds_the_same_walls(monkeypat
     test_python_cannot_remount_read_write(probe)
     test_python_runs_without_capabilities_and_with_no_new_privs()
     test_every_mount_the_program_sees_is_read_only_but_its_own()
+    test_python_cannot_write_sysctls_or_host_devices()
     test_tmp_shm_and_run_are_private_and_bounded()
     test_cpu_limit_is_named_from_the_kill_not_from_rusage()
     test_python_killing_its_parent_and_group_scores_the_same_every_time()
