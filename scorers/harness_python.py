@@ -10,7 +10,10 @@ solution is loaded. Against cheating:
 * An audit hook refuses frame and gc introspection (``sys._getframe``,
   ``tb_frame``/``gi_frame``/``__code__``..., ``gc.get_objects``/``get_referrers``),
   ``sys.settrace``/``setprofile``, ``ctypes``, running other programs (``os.exec*``,
-  ``subprocess``, ``os.system``) and opening ``/proc``.
+  ``subprocess``, ``os.system``, and importing ``_posixsubprocess``, whose ``fork_exec``
+  raises no audit event) and opening ``/proc``. typing, ``collections.namedtuple`` and the
+  ``Enum`` functional API may still call ``sys._getframe`` (matched by code object): they
+  only read their caller's module name.
 * Each test snippet is rewritten (AST) so that comparisons, arithmetic, f-string values,
   truth tests and arguments of builtins only ever see builtin values, all the way down: an
   object of a class written in Python (``__eq__`` always true) fails the test, unless both
@@ -24,8 +27,8 @@ solution is loaded. Against cheating:
   snippet's, so code the solution compiles under another file name counts too) and reports
   whether the count can be trusted (not when a refused call was tried, the program forked,
   left threads running, or ran any child process: the harness reaps every child, orphans
-  included as it is the PID namespace's init, and reads RUSAGE_CHILDREN; this catches
-  ``_posixsubprocess.fork_exec``, which raises no audit event). Code objects are matched by
+  included as it is the PID namespace's init, and reads RUSAGE_CHILDREN, a second line
+  behind the refused ways of starting programs). Code objects are matched by
   identity. Threads started by ``threading`` count into a separate counter.
 
 Not covered: a raw ``_thread`` thread that starts and ends during profiling is not seen (3.11
@@ -430,6 +433,9 @@ def _rfai_main():
                 event != "open" and b_len(args) > 1 and under_proc(args[1])))
         elif event == "os.fork":
             state["forked"] = True
+        elif event == "import":
+            # fork_exec starts a program without raising "subprocess.Popen" or "os.exec".
+            refuse = b_len(args) > 0 and args[0] == "_posixsubprocess"
         if refuse:
             if state["tripped"] is None:
                 state["tripped"] = event

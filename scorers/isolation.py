@@ -1,16 +1,19 @@
 """How the sandbox isolates a run beyond rlimits: detected once per process, logged once.
 
+This module detects what works here (``get_isolation``) and turns it into each run's launch
+command (``Isolation.wrap``). The pieces live in their own modules: the Linux namespace holder
+and the run's mount table in ``scorers/isolation_holder.py``; base directories, pids cgroups
+and the clean-up of what a killed process left in ``scorers/isolation_state.py``; the macOS
+``sandbox-exec`` profile in ``scorers/isolation_macos.py``; the run's C init in
+``scorers/sandbox_init.py``. What each platform gets:
+
 Linux, when unprivileged user namespaces work (``unshare --user`` succeeds):
 
-* at start-up one *holder* is created in new user, mount and PID namespaces. Inside, every
-  mount except ``/proc`` is remounted read-only, and a tmpfs of ``RUN_DIRS_MB`` (all runs
-  together) covers the sandbox's base directory, where each run's directory lives: this
-  process creates run directories through the holder's root (``Isolation.run_parent``), so
-  nothing a run writes reaches the host's disk, and it all vanishes with the holder.
-  The holder is its PID namespace's init and waits on a pipe whose
-  write end only this process holds: when this process dies, however it dies (SIGKILL
-  included), the holder exits and the kernel kills every process in its PID namespace,
-  which every run joins;
+* at start-up one *holder* is created in new user, mount and PID namespaces, with every mount
+  read-only except a size-bounded tmpfs (``RUN_DIRS_MB``, all runs together) over the base
+  directory where run directories live, so nothing a run writes reaches the host's disk. It
+  exits when this process dies, however it dies (SIGKILL included), and the kernel then kills
+  every process in its PID namespace, which every run joins (``scorers/isolation_holder.py``);
 * each run enters the holder's namespaces (``nsenter``) and creates its own *nested* user
   namespace plus new mount, PID, network and IPC namespaces (``unshare --user --mount --pid
   --net --ipc --fork --kill-child --mount-proc``). Mounts inherited into a mount namespace
@@ -28,7 +31,9 @@ Linux, when unprivileged user namespaces work (``unshare --user`` succeeds):
   directory at ``/run/rfai-run`` (its working directory, HOME and TMPDIR), sets the rlimits,
   starts a new session (``kill(0, ...)`` reaches only the run's processes), sets
   no-new-privs, drops every capability (bounding, inheritable, ambient, permitted,
-  effective) and execs the program. Sibling runs' directories, host files and unix sockets
+  effective), installs a seccomp filter (``rfai-init`` only: no ``socket(AF_UNIX)``, no new
+  user namespaces, and the other refusals listed in ``scorers/sandbox_init.py``) and execs
+  the program. Sibling runs' directories, host files and unix sockets
   under those directories (``/tmp/*.sock``, an ssh-agent's ``/tmp/ssh-*``,
   ``/run/docker.sock``, ``/run/user/UID/...``) are not visible. The program runs as the
   trainer's own uid (uid 0 inside, without capabilities), sees only its own processes, has
@@ -40,21 +45,20 @@ Linux, when unprivileged user namespaces work (``unshare --user`` succeeds):
   each run also gets its own cgroup with ``pids.max`` = ``max_processes`` (the program cannot
   leave it: ``/sys/fs/cgroup`` is read-only and it holds no capability);
 * base directories and cgroups are named after their owner (pid and start time); at start-up
-  those of a dead owner are removed and processes still naming them killed.
+  those of a dead owner are removed and processes still naming them killed
+  (``scorers/isolation_state.py``).
 
 Not covered on Linux: files stay *readable* wherever the trainer's uid may read (as root:
 root-owned files too; running programs as an unprivileged uid would need the toolchains to be
-readable by it, which a root install under /root is not); unix sockets at a path outside the
-covered directories (e.g. under ``/var/lib`` or the repository) stay reachable when their
-mode lets the trainer's uid connect (no seccomp filter); the run's own directory is on the
+readable by it, which a root install under /root is not); the run's own directory is on the
 holder's tmpfs, bounded for all concurrent runs together, not per run (a program that fills
 it makes a sibling's writes fail with ENOSPC while it runs); memory in tmpfs, pipes and
 memfds is not counted by ``RLIMIT_AS`` (bounded by the tmpfs sizes, ``max_file_bytes`` x
 ``max_open_files`` and the run's life); without ``rfai-init`` (no C compiler) there is no
-seccomp filter: host unix sockets outside the covered directories stay reachable and a
-program may create user namespaces (the mounts stay locked and procfs/sysfs cannot be
-mounted afresh: the read-only ``/proc`` parts and ``/sys`` make them "too revealing"); CPU
-time is per process (a forked child starts at zero).
+seccomp filter: host unix sockets outside the covered directories stay reachable when their
+mode lets the trainer's uid connect, and a program may create user namespaces (the mounts
+stay locked and procfs/sysfs cannot be mounted afresh: the read-only ``/proc`` parts and
+``/sys`` make them "too revealing"); CPU time is per process (a forked child starts at zero).
 
 Fallback (``unshare`` refused, e.g. inside Docker's default seccomp profile): a warning is
 logged once and runs get only a process group, rlimits and the scrubbed environment: no
@@ -65,48 +69,39 @@ macOS: ``sandbox-exec`` with a profile that denies network access (unix sockets 
 writes outside the run's directory (and /dev/null) and signals to processes outside the sandbox
 (the profile is tried once at start-up on ``/usr/bin/true``; where the signal rules are refused
 they are dropped with a warning, where the whole profile is refused runs fall back to rlimits,
-also with a warning); processes live in their own process group; ``RLIMIT_AS`` is not enforced
-by the kernel, so memory is not limited; a ``setsid`` escapee survives; there is no
-parent-death mechanism (an in-flight program of a killed trainer lives until its CPU limit);
-``/tmp``
-is shared with the host (readable, not writable); stale base directories are cleaned at the
-next start as on Linux.
+also with a warning: ``scorers/isolation_macos.py``); processes live in their own process
+group; ``RLIMIT_AS`` is not enforced by the kernel, so memory is not limited; a ``setsid``
+escapee survives; there is no parent-death mechanism (an in-flight program of a killed
+trainer lives until its CPU limit); ``/tmp`` is shared with the host (readable, not
+writable); stale base directories are cleaned at the next start as on Linux.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import logging
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scorers import isolation_macos
+from scorers.isolation_holder import RUN_DIR_INSIDE, TMPFS_MB, start_holder, write_fstab
+from scorers.isolation_state import (
+    BASE_PREFIX,
+    clean_stale,
+    new_cgroup,
+    owner_tag,
+    writable_cgroup,
+)
 from scorers.sandbox_init import build_init
 
 log = logging.getLogger("rfai.scorers")
-
-# The holder ends when stdin reaches EOF: the trainer holds the only write end.
-_HOLDER_SCRIPT = r"""
-base="$1"
-mount -t tmpfs -o "nosuid,nodev,size=$2m,mode=700" rfai-runs "$base" || exit 3
-awk '{print $5}' /proc/self/mountinfo | while read -r point; do
-  case "$point" in "$base"|/proc|/proc/*) continue ;; esac
-  mount -o remount,bind,ro "$point" 2>/dev/null
-done
-echo ready
-read -r _
-"""
 
 # Per run, as the nested namespace's init: private mounts, then the program's chain with its
 # stderr moved to its own pipe (fd $2, reopened: dash only names fds 0-9), so that what the
@@ -123,54 +118,10 @@ _RUN_SCRIPT = (
 INIT_KILLED = "sigprocmask unblock failed"
 # After the mounts: own session, no capabilities, no new privileges.
 _DROP = ("setsid", "setpriv", "--nnp", "--inh-caps=-all", "--bounding-set=-all")
-RUN_DIR_INSIDE = "/run/rfai-run"
-TMPFS_MB = 64  # size of each private tmpfs (/run, /tmp, /var/tmp, /dev/shm) per run
-RUN_DIRS_MB = 2048  # the holder's tmpfs holding every run's directory (all runs together)
-_TMPFS = "nosuid,nodev,size={size}m,mode={mode}"
-
-_MACOS_PROFILE = """(version 1)
-(allow default)
-(deny network*)
-(deny file-write*)
-(allow file-write* (subpath "{workdir}") (literal "/dev/null") (literal "/dev/zero"))
-"""
-# Checked once at start-up (``_macos_isolation``): nobody here can run sandbox-exec, and a
-# profile it refuses would fail every run, so without these lines if they are refused.
-_MACOS_SIGNALS = """(deny signal)
-(allow signal (target same-sandbox))
-"""
-
-# What a run's /dev holds (bound from the host's) and the procfs paths made read-only in it
-# (as root, uid 0 without capabilities may still write root-owned device files and sysctls).
-_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
-_DEV_LINKS = (
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-)
-_PROC_READ_ONLY = (
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/irq",
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/acpi",
-    "/proc/scsi",
-    "/proc/pressure",
-)
-
-_HOLDER_UNSHARE = (
-    "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-    "--pid", "--fork", "--kill-child",
-)  # fmt: skip
 _RUN_UNSHARE = (
     "unshare", "--user", "--map-root-user", "--mount", "--pid", "--net", "--ipc",
     "--fork", "--kill-child", "--mount-proc",
 )  # fmt: skip
-_CGROUP_ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
-_BASE_PREFIX = "rfai-sandbox-"
-_OWNED = re.compile(r"^rfai-(?:sandbox-)?(\d+)-(\d+)-")
 
 
 @dataclass
@@ -183,7 +134,7 @@ class Isolation:
     cgroup_root: Path | None = None
     holder: subprocess.Popen | None = field(default=None, repr=False)
     init: Path | None = None  # the compiled rfai-init (scorers/sandbox_init.py), if built
-    macos_profile: str = _MACOS_PROFILE + _MACOS_SIGNALS  # sandbox-exec mode: as validated
+    macos_profile: str = isolation_macos.STRICTEST  # sandbox-exec mode: as validated
 
     def describe(self) -> str:
         extra = f", pids cgroup under {self.cgroup_root}" if self.cgroup_root else ""
@@ -218,31 +169,36 @@ class Isolation:
 
         Namespaces only: ``stderr_fd``, a descriptor passed to the child, becomes the
         program's stderr (the launcher keeps fd 2 for its own messages); ``rlimits``
-        (``scorers.sandbox._rlimits``) are set by the init script's ``ulimit`` builtin.
+        (``scorers.sandbox._rlimits``) are set by the run's init (``rfai-init``, or the
+        portable chain's ``ulimit`` builtin).
         """
         if self.mode == "namespaces":
-            self._check_holder()
-            # Entering the holder's PID namespace ties the run to the holder's life, and so to
-            # ours: when we die the holder reads EOF and exits, and the kernel kills every
-            # process in its PID namespace, nested ones included (no pdeathsig needed here,
-            # which a thread's exit would also fire).
-            pid_ns = f"--pid=/proc/{self.holder_pid}/ns/pid_for_children"
-            enter = ["nsenter", f"--target={self.holder_pid}", "--user", "--mount", pid_ns]
-            enter.append("--preserve-credentials")
-            new = [*_RUN_UNSHARE, f"--wd={self.base_dir / Path(workdir).name}"]
-            rlimits = rlimits or {}
-            if self.init is not None:
-                numbers = [rlimits.get(k, 0) for k in ("cpu", "fsize", "nofile", "as", "nproc")]
-                args = [str(stderr_fd or 2), str(self.base_dir), str(TMPFS_MB), *map(str, numbers)]
-                return [*enter, *new, str(self.init), *args, "--", *argv]
-            fstab = str(self.base_dir / ".fstab")
-            limits = _ulimit_script(rlimits)
-            script = ["sh", "-c", _RUN_SCRIPT, fstab, RUN_DIR_INSIDE, str(stderr_fd or 2), limits]
-            return [*enter, *new, *script, *_DROP, *argv]
+            return self._wrap_namespaces(argv, workdir, str(stderr_fd or 2), rlimits or {})
         if self.mode == "sandbox-exec":
             profile = self.macos_profile.format(workdir=os.path.realpath(workdir))
             return ["sandbox-exec", "-p", profile, *argv]
         return argv
+
+    def _wrap_namespaces(
+        self, argv: list[str], workdir: str, stderr_fd: str, rlimits: dict[str, int]
+    ) -> list[str]:
+        self._check_holder()
+        # Entering the holder's PID namespace ties the run to the holder's life, and so to
+        # ours: when we die the holder reads EOF and exits, and the kernel kills every
+        # process in its PID namespace, nested ones included (no pdeathsig needed here,
+        # which a thread's exit would also fire).
+        pid_ns = f"--pid=/proc/{self.holder_pid}/ns/pid_for_children"
+        enter = ["nsenter", f"--target={self.holder_pid}", "--user", "--mount", pid_ns]
+        enter.append("--preserve-credentials")
+        new = [*_RUN_UNSHARE, f"--wd={self.base_dir / Path(workdir).name}"]
+        if self.init is not None:
+            numbers = [rlimits.get(k, 0) for k in ("cpu", "fsize", "nofile", "as", "nproc")]
+            args = [stderr_fd, str(self.base_dir), str(TMPFS_MB), *map(str, numbers)]
+            return [*enter, *new, str(self.init), *args, "--", *argv]
+        fstab = str(self.base_dir / ".fstab")
+        limits = _ulimit_script(rlimits)
+        script = ["sh", "-c", _RUN_SCRIPT, fstab, RUN_DIR_INSIDE, stderr_fd, limits]
+        return [*enter, *new, *script, *_DROP, *argv]
 
     def _check_holder(self) -> None:
         if self.holder is not None and self.holder.poll() is not None:
@@ -255,10 +211,7 @@ class Isolation:
         """A fresh pids cgroup for one run, or None where cgroups are not used."""
         if self.cgroup_root is None:
             return None
-        path = self.cgroup_root / f"rfai-{_owner_tag()}-{uuid.uuid4().hex[:12]}"
-        path.mkdir()
-        (path / "pids.max").write_text(str(max_processes))
-        return path
+        return new_cgroup(self.cgroup_root, max_processes)
 
 
 def _ulimit_script(rlimits: dict[str, int]) -> str:
@@ -282,26 +235,6 @@ def _nproc_flag() -> str:
     return "-u" if probe.returncode == 0 else "-p"
 
 
-def remove_cgroup(path: Path) -> None:
-    """Kill whatever is left in the run's cgroup and remove it (retrying while it drains)."""
-    for _ in range(100):
-        try:
-            pids = (path / "cgroup.procs").read_text().split()
-        except FileNotFoundError:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):  # it exited after the listing
-                os.kill(int(pid), signal.SIGKILL)
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)  # members still exiting: the directory is busy
-    log.warning("could not remove cgroup %s: processes still exiting", path)
-
-
 _lock = threading.Lock()
 _isolation: Isolation | None = None
 
@@ -316,69 +249,6 @@ def get_isolation() -> Isolation:
         return _isolation
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks since boot), "0" without /proc; None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, owned by someone else
-        return "0"
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _owner_tag() -> str:
-    return f"{os.getpid()}-{_start_time(os.getpid())}"
-
-
-def _owner_dead(name: str) -> bool:
-    match = _OWNED.match(name)
-    if match is None:
-        return False  # not ours (or an older format): leave it alone
-    return _start_time(int(match.group(1))) != match.group(2)
-
-
-def clean_stale(temp_root: Path, cgroup_root: Path | None) -> list[str]:
-    """Remove base dirs and cgroups left by dead owners; kill their processes. What was removed."""
-    removed = []
-    stale_dirs = [p for p in temp_root.glob(f"{_BASE_PREFIX}*") if _owner_dead(p.name)]
-    if stale_dirs:
-        _kill_processes_naming([str(p) for p in stale_dirs])
-    for path in stale_dirs:
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(str(path))
-    if cgroup_root is not None:
-        for path in cgroup_root.glob("rfai-*"):
-            if path.is_dir() and _owner_dead(path.name):
-                remove_cgroup(path)
-                removed.append(str(path))
-    return removed
-
-
-def _kill_processes_naming(paths: list[str]) -> None:
-    """SIGKILL processes whose command line names one of ``paths`` (holders, launchers)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return
-    needles = [p.encode() for p in paths]
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # exited while we looked, or not ours to read
-        if any(needle in cmdline for needle in needles):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
 def _temp_root() -> Path:
     root = Path(tempfile.gettempdir()).resolve()
     # /run is replaced by a tmpfs inside each run, and the run's directory is bound from base.
@@ -387,19 +257,19 @@ def _temp_root() -> Path:
 
 def _detect() -> Isolation:
     temp_root = _temp_root()
-    cgroup_root = _writable_cgroup() if os.geteuid() == 0 and sys.platform != "darwin" else None
+    cgroup_root = writable_cgroup() if os.geteuid() == 0 and sys.platform != "darwin" else None
     for path in clean_stale(temp_root, cgroup_root):
         log.warning("removed stale sandbox state of a dead process: %s", path)
-    base = Path(tempfile.mkdtemp(prefix=f"{_BASE_PREFIX}{_owner_tag()}-", dir=temp_root))
+    base = Path(tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{owner_tag()}-", dir=temp_root))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     if sys.platform == "darwin":
         return _macos_isolation(base)
     problem = _namespace_problem()
     if problem is None:
-        holder, problem = _start_holder(base)
+        holder, problem = start_holder(base)
         if holder is not None:
             isolation = Isolation("namespaces", base, holder.pid, cgroup_root, holder)
-            _write_fstab(isolation.run_parent, base)
+            write_fstab(isolation.run_parent, base)
             isolation.init = build_init()
             return isolation
     log.warning(
@@ -413,69 +283,11 @@ def _detect() -> Isolation:
 
 
 def _macos_isolation(base: Path) -> Isolation:
-    """sandbox-exec with the strictest profile this macOS accepts (tried on ``/usr/bin/true``).
-
-    The signal rules are dropped, with a warning, where they are refused; where even the
-    profile without them is refused, or there is no sandbox-exec, runs get rlimits only.
-    """
-    if shutil.which("sandbox-exec") is None:
-        log.warning("sandbox-exec not found: sandboxed runs get rlimits and process groups only")
+    """sandbox-exec with the strictest profile this macOS accepts, else rlimits only."""
+    profile = isolation_macos.accepted_profile(base)
+    if profile is None:
         return Isolation("rlimits", base)
-    refused = []
-    for profile in (_MACOS_PROFILE + _MACOS_SIGNALS, _MACOS_PROFILE):
-        argv = ["sandbox-exec", "-p", profile.format(workdir=base.resolve()), "/usr/bin/true"]
-        probe = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        if probe.returncode == 0:
-            if refused:
-                log.warning(
-                    "sandbox-exec refused the profile's signal rules (%s): sandboxed programs "
-                    "can signal processes outside the sandbox, the trainer included",
-                    refused[0],
-                )
-            return Isolation("sandbox-exec", base, macos_profile=profile)
-        refused.append(f"exit {probe.returncode}: {probe.stderr.strip()[:200]}")
-    log.warning(
-        "sandbox FALLBACK: sandbox-exec refused every profile (%s), so sandboxed programs get "
-        "rlimits and a process group only: NO network or filesystem isolation",
-        "; ".join(refused),
-    )
-    return Isolation("rlimits", base)
-
-
-def _write_fstab(parent: Path, base: Path) -> None:
-    """The mounts each run makes in its own namespace, in order (read by ``mount -a``).
-
-    ``.`` is the run's directory (``unshare --wd``); it is bound before the tmpfs over the base
-    directory and ``/tmp`` hides it. Sources are named ``rfai-sandbox`` so that mount does not
-    take a host tmpfs on the same path for "already mounted". Written into the holder's tmpfs
-    (``parent``, which is ``base`` inside). ``/dev`` becomes ``.dev`` (the
-    harmless devices bound onto empty files, read-only) and the root-writable parts of
-    ``/proc`` are made read-only, as ``rfai-init`` does (``scorers/sandbox_init.py``).
-    """
-    scratch = _TMPFS.format(size=TMPFS_MB, mode="1777")
-    dev = base / ".dev"
-    (parent / ".dev").mkdir()
-    lines = [
-        f"rfai-sandbox /run tmpfs {scratch} 0 0",
-        f". {RUN_DIR_INSIDE} none bind,x-mount.mkdir 0 0",
-    ]
-    for name in _DEVICES:
-        (parent / ".dev" / name).touch()
-        lines.append(f"/dev/{name} {dev / name} none bind 0 0")
-    for name, target in _DEV_LINKS:
-        (parent / ".dev" / name).symlink_to(target)
-    (parent / ".dev" / "shm").mkdir(mode=0o1777)
-    (parent / ".dev" / "pts").mkdir()
-    lines.append(f"{dev} /dev none rbind,ro,nosuid,nodev 0 0")
-    lines += [f"{p} {p} none bind,ro 0 0" for p in _PROC_READ_ONLY if Path(p).exists()]
-    lines += [
-        f"rfai-sandbox {base} tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
-        f"rfai-sandbox /tmp tmpfs {scratch} 0 0",
-        f"rfai-sandbox /var/tmp tmpfs {scratch} 0 0",
-        f"rfai-sandbox /dev/shm tmpfs {scratch} 0 0",
-        f"rfai-sandbox /dev/pts tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
-    ]
-    (parent / ".fstab").write_text("\n".join(lines) + "\n")
+    return Isolation("sandbox-exec", base, macos_profile=profile)
 
 
 def _namespace_problem() -> str | None:
@@ -486,43 +298,4 @@ def _namespace_problem() -> str | None:
     result = subprocess.run(probe, capture_output=True, text=True, timeout=10)
     if result.returncode != 0:
         return f"`{' '.join(probe)}` failed: {result.stderr.strip()[:200]}"
-    return None
-
-
-def _start_holder(base: Path) -> tuple[subprocess.Popen | None, str | None]:
-    holder = subprocess.Popen(
-        [*_HOLDER_UNSHARE, "sh", "-c", _HOLDER_SCRIPT, "holder", str(base), str(RUN_DIRS_MB)],
-        stdin=subprocess.PIPE,  # never written: EOF (our death) ends the holder
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        text=True,
-    )
-    line = holder.stdout.readline()
-    if line.strip() != "ready":
-        holder.kill()
-        _, err = holder.communicate()
-        return None, f"namespace holder failed: {err.strip()[:200]}"
-    holder.stdout.close()
-    atexit.register(_stop_holder, holder)
-    return holder, None
-
-
-def _stop_holder(holder: subprocess.Popen) -> None:
-    holder.kill()
-    holder.wait()
-
-
-def _writable_cgroup() -> Path | None:
-    for root in map(Path, _CGROUP_ROOTS):
-        probe = root / f"rfai-probe-{os.getpid()}"
-        try:
-            probe.mkdir()
-        except OSError:
-            continue
-        try:
-            if (probe / "pids.max").exists():
-                return root
-        finally:
-            probe.rmdir()
     return None

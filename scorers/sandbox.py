@@ -1,7 +1,11 @@
 """Run generated code in a separate, resource-limited, isolated process.
 
 This is the only module in rfai that starts processes running model-written code (the trainer
-never executes it in its own process); compilers run through it too. Every run gets:
+never executes it in its own process); compilers run through it too. This module holds the
+limits, the result, the run's directory, environment and launch, and the verdict; reading
+the program's streams, reaping it, the group kill and reading files back are in
+``scorers/sandbox_io.py``; the isolation the launch is wrapped in is ``scorers/isolation.py``'s.
+Every run gets:
 
 * a separate process in a new session (its own process group); stdin is /dev/null, or a pipe
   carrying ``stdin`` bytes and then closed (how a harness is handed its tests and key
@@ -23,7 +27,8 @@ never executes it in its own process); compilers run through it too. Every run g
 * a verdict named from what happened (``ProcessResult.limit``): this process's own kills
   (wall, output cap) and a SIGKILL it did not send (the CPU limit), never CPU time read
   back after the fact;
-* stdout/stderr read concurrently and capped; past the cap the tree is killed;
+* stdout/stderr read concurrently and capped; past the cap the tree is killed
+  (``scorers/sandbox_io.py``);
 * after every run the process group (and the PID namespace / cgroup, where used) is killed,
   so daemons the program forked are cleaned up;
 * an optional report channel: a pipe whose write end the child finds in the environment
@@ -34,10 +39,12 @@ What is and is not isolated per platform (details in ``scorers/isolation.py``):
 * Linux with user namespaces: private PID, network and IPC namespaces (the kill takes
   ``setsid`` escapees too), no capabilities and no-new-privs, the whole filesystem
   read-only (locked) except the run's own directory, private size-bounded tmpfs on /tmp,
-  /var/tmp, /run, /dev/shm (so host unix sockets there are out of reach), and every process
-  dies with the trainer. Files stay *readable*: a program can read anything the trainer's
-  user can read (but it has no network to send it anywhere, and its output goes only into
-  the trainer's logs and datasets); a unix socket at a path outside those directories is
+  /var/tmp, /run, /dev/shm (so host unix sockets there are out of reach), a seccomp filter
+  refusing ``socket(AF_UNIX)`` and new user namespaces (``scorers/sandbox_init.py``), and
+  every process dies with the trainer. Files stay *readable*: a program can read anything
+  the trainer's user can read (but it has no network to send it anywhere, and its output
+  goes only into the trainer's logs and datasets). Without a C compiler (no ``rfai-init``)
+  there is no seccomp filter: a unix socket at a path outside those directories is then
   reachable if the trainer's uid may connect to it.
 * Linux fallback (user namespaces refused, e.g. in Docker): rlimits, process group and
   scrubbed environment only; the program can open sockets, write where the user can, and a
@@ -59,36 +66,29 @@ interpreter start-up per run.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import math
 import os
 import resource
-import selectors
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from scorers.isolation import INIT_KILLED, get_isolation, remove_cgroup
+from scorers.isolation import INIT_KILLED, get_isolation
+from scorers.isolation_state import remove_cgroup
+from scorers.sandbox_io import Reaper, collect_files, feed_stdin, kill_group, pump
 
 REPORT_FD_ENV = "SANDBOX_REPORT_FD"
 _RLIMIT = {
     "cpu": resource.RLIMIT_CPU, "fsize": resource.RLIMIT_FSIZE,
     "nofile": resource.RLIMIT_NOFILE, "as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC,
 }  # fmt: skip
-
-# After the main process exits (or is killed), how long to keep draining pipes before giving
-# up on a straggler that escaped the process group and still holds them open.
-_DRAIN_GRACE_SECONDS = 0.5
-_READ_CHUNK = 65536
 SECRET_PATTERNS = (
     "*_TOKEN", "*_KEY", "*SECRET*", "*PASSWORD*", "HF_*", "OPENAI_*", "ANTHROPIC_*", "AWS_*",
 )  # fmt: skip
@@ -223,37 +223,8 @@ def run_process(
             if cgroup is not None:
                 remove_cgroup(cgroup)
         if collect:
-            result = _with_files(result, _collect(workdir, collect, limits.max_file_bytes))
+            result = _with_files(result, collect_files(workdir, collect, limits.max_file_bytes))
         return result
-
-
-def _collect(workdir: str, names: tuple[str, ...], max_bytes: int) -> dict[str, bytes]:
-    """The regular files among ``names`` that the run left in ``workdir``, up to ``max_bytes``.
-
-    Opened one path component at a time without following symlinks (the program may replace
-    its output, or a directory on the way, with a link to a host file) and non-blocking (a
-    FIFO would block this read for good); anything but a regular file is left out, as is one
-    larger than the program could have written (RLIMIT_FSIZE).
-    """
-    found = {}
-    for name in names:
-        *parents, leaf = PurePosixPath(name).parts
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        fds = [os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
-        try:
-            for part in parents:
-                fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
-            fds.append(os.open(leaf, flags, dir_fd=fds[-1]))
-            info = os.fstat(fds[-1])
-            if stat.S_ISREG(info.st_mode) and info.st_size <= max_bytes:
-                with os.fdopen(os.dup(fds[-1]), "rb") as file:
-                    found[name] = file.read(max_bytes)
-        except OSError:
-            continue  # missing, a symlink (ELOOP), not a directory: not a file the run made
-        finally:
-            for fd in fds:
-                os.close(fd)
-    return found
 
 
 def _with_files(result: ProcessResult, files: dict[str, bytes]) -> ProcessResult:
@@ -334,13 +305,37 @@ def _run_in(
     stdin_data: bytes | None = None,
 ) -> ProcessResult:
     env = {**_minimal_env(get_isolation().inside_dir(launch.workdir)), **extra_env}
+    start = time.monotonic()
+    proc, streams, own_fds = _spawn(launch, env, report_channel, stdin_data)
+    reaped = Reaper(proc)
+    try:
+        deadline = start + limits.wall_seconds
+        captured, killed_for, overflowed = pump(reaped, streams, deadline, limits.output_bytes)
+    finally:
+        kill_group(proc.pid)
+        reaped.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        for fd in own_fds:
+            os.close(fd)
+    wall = time.monotonic() - start
+    return _verdict(captured, killed_for, bool(overflowed), reaped, wall)
+
+
+def _spawn(
+    launch: _Launch, env: dict[str, str], report_channel: bool, stdin_data: bytes | None
+) -> tuple[subprocess.Popen, dict[int, str], list[int]]:
+    """Start the launcher with its pipes; stdin fed from a thread.
+
+    Returns the process, the streams to read (descriptor -> ``stdout``, ``stderr``,
+    ``launcher``, ``report``) and the read ends this process opened and must close.
+    """
     child_ends = [launch.err_write] if launch.err_write >= 0 else []
     report_read = -1
     if report_channel:
         report_read, report_write = os.pipe()
         env[REPORT_FD_ENV] = str(report_write)
         child_ends.append(report_write)
-    start = time.monotonic()
     try:
         proc = subprocess.Popen(
             launch.argv,
@@ -360,7 +355,7 @@ def _run_in(
     for fd in child_ends:
         os.close(fd)  # only the child holds the write ends: EOF when it is gone
     if stdin_data is not None:
-        _feed(proc, stdin_data)
+        feed_stdin(proc, stdin_data)
     # Without a split, the launcher's fd 2 is the program's stderr.
     program_err = launch.err_read if launch.err_read >= 0 else proc.stderr.fileno()
     streams = {proc.stdout.fileno(): "stdout", program_err: "stderr"}
@@ -368,18 +363,17 @@ def _run_in(
         streams[proc.stderr.fileno()] = "launcher"
     if report_channel:
         streams[report_read] = "report"
-    reaped = _Reaper(proc)
-    try:
-        captured, killed_for, overflowed = _pump(reaped, streams, start, limits)
-    finally:
-        _kill_group(proc.pid)
-        reaped.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-        for fd in (report_read, launch.err_read):
-            if fd >= 0:
-                os.close(fd)
-    wall = time.monotonic() - start
+    return proc, streams, [fd for fd in (report_read, launch.err_read) if fd >= 0]
+
+
+def _verdict(
+    captured: dict[str, bytearray],
+    killed_for: str | None,
+    overflowed: bool,
+    reaped: Reaper,
+    wall: float,
+) -> ProcessResult:
+    """The run's result, its limit named from who killed it (``ProcessResult.limit``)."""
     launcher = captured.get("launcher", b"").decode("utf-8", errors="replace")
     stderr = captured["stderr"].decode("utf-8", errors="replace")
     returncode = reaped.returncode
@@ -400,120 +394,11 @@ def _run_in(
         report=captured.get("report", b"").decode("utf-8", errors="replace"),
         wall_seconds=wall,
         timed_out=limit in ("wall", "cpu"),
-        output_exceeded=bool(overflowed),
+        output_exceeded=overflowed,
         memory_exceeded=_looks_like_memory_error(stderr),
         cpu_seconds=reaped.cpu_seconds,
         limit=limit,
     )
-
-
-def _feed(proc: subprocess.Popen, data: bytes) -> None:
-    """Write ``data`` to the child's stdin from a thread, then close it.
-
-    A thread, so that a program that never reads its stdin cannot block the reader of its
-    stdout (a pipe holds 64 KiB); a program that exits without reading is not an error.
-    """
-
-    def write() -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            proc.stdin.write(data)
-        with contextlib.suppress(BrokenPipeError, OSError):
-            proc.stdin.close()
-
-    threading.Thread(target=write, name="sandbox-stdin", daemon=True).start()
-
-
-class _Reaper:
-    """Reaps the launched process with ``wait4`` so its tree's CPU time is known.
-
-    ``Popen.poll``/``wait`` would reap it without the resource usage, which includes every
-    descendant the launcher waited for (in namespace mode, the whole program).
-    """
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.pid = proc.pid
-        self.returncode: int | None = None
-        self.cpu_seconds = 0.0
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            self._reap(os.WNOHANG)
-        return self.returncode
-
-    def wait(self) -> int | None:
-        if self.returncode is None:
-            self._reap(0)
-        return self.returncode
-
-    def _reap(self, flags: int) -> None:
-        pid, status, usage = os.wait4(self.proc.pid, flags)
-        if pid == 0:
-            return  # still running
-        self.returncode = os.waitstatus_to_exitcode(status)
-        self.proc.returncode = self.returncode  # so Popen does not try to reap it again
-        self.cpu_seconds = usage.ru_utime + usage.ru_stime
-
-
-def _pump(
-    proc: _Reaper, streams: dict[int, str], start: float, limits: SandboxLimits
-) -> tuple[dict[str, bytearray], str | None, list[bytearray]]:
-    """Read all streams until EOF, the wall limit or the output cap; kill the group on either.
-
-    Returns what was read and why this process killed the program while it was still
-    running (``"wall"``, ``"output"``, or None when it ended by itself), and the buffers that
-    overflowed the cap (however the program ended).
-
-    One thread with a selector rather than a thread per pipe, so that a pipe held open by a
-    straggler cannot block us: reading stops ``_DRAIN_GRACE_SECONDS`` after the main process
-    is gone.
-    """
-    captured = {name: bytearray() for name in streams.values()}
-    killed_for: str | None = None
-    overflowed: list[bytearray] = []
-    deadline = start + limits.wall_seconds
-    stop_at: float | None = None  # set once the main process has exited or been killed
-    with selectors.DefaultSelector() as selector:
-        for fd, name in streams.items():
-            selector.register(fd, selectors.EVENT_READ, name)
-        while selector.get_map():
-            now = time.monotonic()
-            if stop_at is None and proc.poll() is not None:
-                _kill_group(proc.pid)  # daemons it left behind would hold the pipes open
-                stop_at = now + _DRAIN_GRACE_SECONDS
-            if stop_at is None and now >= deadline:
-                killed_for = "wall"
-                _kill_group(proc.pid)
-                stop_at = now + _DRAIN_GRACE_SECONDS
-            if stop_at is not None and now >= stop_at:
-                break
-            until = stop_at if stop_at is not None else deadline
-            for key, _ in selector.select(timeout=max(0.0, min(until - now, 0.05))):
-                data = os.read(key.fd, _READ_CHUNK)
-                if not data:
-                    selector.unregister(key.fd)
-                    continue
-                buffer = captured[key.data]
-                room = limits.output_bytes - len(buffer)
-                buffer += data[:room]
-                if len(data) > room:
-                    overflowed.append(buffer)
-                    selector.unregister(key.fd)
-                    if stop_at is None:  # still running: this kill ends it
-                        killed_for = "output"
-                        _kill_group(proc.pid)
-                        stop_at = time.monotonic() + _DRAIN_GRACE_SECONDS
-    return captured, killed_for, overflowed
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the group is already empty: nothing left to kill
-    except PermissionError:
-        # macOS answers EPERM when the only members left are zombies; they are harmless.
-        pass
 
 
 _MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "memory allocation of")

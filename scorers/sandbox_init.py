@@ -1,9 +1,9 @@
 """``rfai-init``: the first process of each sandboxed run on Linux, built once from C.
 
 It does in one exec what the portable chain (``sh`` + ``mount -a`` + ``setsid`` + ``setpriv``,
-``scorers/isolation.py``) does in five: each of those util-linux execs costs about a
-millisecond, which put the launch overhead over its 10 ms budget. Run as root of the run's
-nested user namespace (``unshare --wd=RUN_DIR``), it
+``scorers/isolation.py``; its mount table: ``scorers/isolation_holder.py``) does in five:
+each of those util-linux execs costs about a millisecond, which put the launch overhead over
+its 10 ms budget. Run as root of the run's nested user namespace (``unshare --wd=RUN_DIR``), it
 
 1. mounts fresh size-bounded tmpfs on /run, the base directory, /tmp, /var/tmp, /dev/shm and
    /dev/pts (targets that do not exist are skipped), replaces /dev with a read-only tmpfs

@@ -123,11 +123,34 @@ FORK_EXEC = (
 )
 
 
-def test_python_work_in_a_child_process_gets_no_cost():
-    # _posixsubprocess.fork_exec raises no audit event; the child's lines are not counted.
-    assert run_python_tests(FORK_EXEC, SQUARE.tests, LIMITS).status == "passed"
+FORK_CHILD = (
+    "import os\n"
+    "r, w = os.pipe()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.write(w, str(sum(1 for i in range(60) for j in range(60))).encode())\n"
+    "    os._exit(0)\n"
+    "os.close(w)\nV = int(os.read(r, 100))\nos.waitpid(pid, 0)\n"
+    "def total(n):\n    return V\n"
+)
+
+
+def test_python_program_start_without_an_audit_event_is_refused():
+    # _posixsubprocess.fork_exec starts a program (a compiler, say) without raising the
+    # "subprocess.Popen" or "os.exec" audit events: importing it is refused.
+    result = run_python_tests(FORK_EXEC, SQUARE.tests, LIMITS)
+    assert result.status == "runtime_error"
+    assert result.tests_passed == 0
+    assert "import is not allowed" in result.tests[0].error
     cost, reason = measure(SQUARE, FORK_EXEC, LIMITS, TOOLCHAIN)
-    assert cost is None and "child processes" in reason
+    assert cost is None and "did not pass" in reason
+
+
+def test_python_work_in_a_forked_child_gets_no_cost():
+    # The child's lines are counted in the child's memory, never reported.
+    assert run_python_tests(FORK_CHILD, SQUARE.tests, LIMITS).status == "passed"
+    cost, reason = measure(SQUARE, FORK_CHILD, LIMITS, TOOLCHAIN)
+    assert cost is None and "forked" in reason
     honest, reason = measure(
         SQUARE, "def total(n):\n    return sum(1 for i in range(n) for j in range(n))\n",
         LIMITS, TOOLCHAIN,

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from scorers.correctness import run_compiled_tests, run_python_tests
-from scorers.isolation import RUN_DIR_INSIDE, RUN_DIRS_MB, get_isolation
+from scorers.isolation import get_isolation
+from scorers.isolation_holder import RUN_DIR_INSIDE, RUN_DIRS_MB
 from scorers.languages import Toolchain, compile_program
 from scorers.sandbox import SandboxLimits, python_argv, run_process
 
