@@ -91,7 +91,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorers import isolation_macos
-from scorers.isolation_holder import RUN_DIR_INSIDE, TMPFS_MB, start_holder, write_fstab
+from scorers.isolation_holder import (
+    REPLACED_DIRS,
+    RUN_DIR_INSIDE,
+    TMPFS_MB,
+    start_holder,
+    write_fstab,
+)
 from scorers.isolation_state import (
     BASE_PREFIX,
     clean_stale,
@@ -153,6 +159,20 @@ class Isolation:
         if self.mode == "namespaces":
             return Path(f"/proc/{self.holder_pid}/root") / self.base_dir.relative_to("/")
         return self.base_dir
+
+    def hides(self, path: str) -> str | None:
+        """The directory that makes ``path`` invisible inside a run, or None if it is seen.
+
+        Namespace mode replaces ``/tmp``, ``/run``, ... and the base directory in every run,
+        so an interpreter or compiler installed under one of them cannot be executed there.
+        """
+        if self.mode != "namespaces":
+            return None
+        real = os.path.realpath(path)
+        for hidden in (*REPLACED_DIRS, str(self.base_dir)):
+            if real == hidden or real.startswith(hidden.rstrip("/") + "/"):
+                return hidden
+        return None
 
     def inside_dir(self, workdir: str) -> str:
         """The run directory as the program sees it (its cwd, HOME and TMPDIR)."""

@@ -28,6 +28,9 @@ import subprocess
 from pathlib import Path
 
 RUN_DIR_INSIDE = "/run/rfai-run"  # the run's directory as the program sees it (cwd, HOME)
+# Host directories each run sees replaced by a private tmpfs (or, /dev, a minimal read-only
+# copy): nothing the sandbox must execute may live under them.
+REPLACED_DIRS = ("/run", "/tmp", "/var/tmp", "/dev/shm", "/dev")
 TMPFS_MB = 64  # size of each private tmpfs (/run, /tmp, /var/tmp, /dev/shm) per run
 RUN_DIRS_MB = 2048  # the holder's tmpfs holding every run's directory (all runs together)
 _TMPFS = "nosuid,nodev,size={size}m,mode={mode}"
@@ -122,9 +125,7 @@ def write_fstab(parent: Path, base: Path) -> None:
     lines += [f"{p} {p} none bind,ro 0 0" for p in _PROC_READ_ONLY if Path(p).exists()]
     lines += [
         f"rfai-sandbox {base} tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
-        f"rfai-sandbox /tmp tmpfs {scratch} 0 0",
-        f"rfai-sandbox /var/tmp tmpfs {scratch} 0 0",
-        f"rfai-sandbox /dev/shm tmpfs {scratch} 0 0",
+        *(f"rfai-sandbox {d} tmpfs {scratch} 0 0" for d in ("/tmp", "/var/tmp", "/dev/shm")),
         f"rfai-sandbox /dev/pts tmpfs {_TMPFS.format(size=1, mode='755')} 0 0",
     ]
     (parent / ".fstab").write_text("\n".join(lines) + "\n")

@@ -167,15 +167,20 @@ class ProcessResult:
     limit: str | None = None
 
 
+# The base interpreter, not a virtual environment's link to it: with -S the environment adds
+# nothing, and a venv may sit under /tmp, which every run sees replaced by its own tmpfs.
+PYTHON = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
 def python_argv(script: str) -> list[str]:
-    """argv running ``script`` with this interpreter: isolated (``-I``: no environment, no
+    """argv running ``script`` with the base interpreter: isolated (``-I``: no environment, no
     user site) and without ``site`` (``-S``): the standard library only.
 
     Without ``-S`` every start also imports site-packages' ``.pth`` hooks (an editable
     install's finder pulls in pathlib and re: 45 ms against 10 ms per start here), and a
     solution could import whatever the trainer's environment has installed.
     """
-    return [sys.executable, "-I", "-S", script]
+    return [PYTHON, "-I", "-S", script]
 
 
 def run_process(

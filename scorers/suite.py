@@ -24,6 +24,7 @@ call, a malformed or forged count) also gets 0, with the reason in
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -35,10 +36,10 @@ from scorers.documentation import DocumentationScorer
 from scorers.efficiency import Cost, efficiency_score
 from scorers.efficiency import measure as measure_cost_and_reason
 from scorers.isolation import get_isolation
-from scorers.languages import Toolchain
+from scorers.languages import Toolchain, ToolchainError
 from scorers.quality import QualityScorer
 from scorers.redact import scrub_message
-from scorers.sandbox import SandboxLimits
+from scorers.sandbox import PYTHON, SandboxLimits
 
 log = logging.getLogger("rfai.scorers")
 
@@ -156,7 +157,8 @@ class ScoringSuite:
         return cls(scoring.weights, limits, toolchain)
 
     def check_environment(self, languages: Iterable[str]) -> str:
-        """Fail now, naming what to install, if a compiler the tasks need is missing.
+        """Fail now, naming what to install, if a compiler the tasks need is missing, or if
+        the sandbox would hide it (or the interpreter) from its runs (installed under /tmp).
 
         Also sets up (and logs) the sandbox's isolation. Returns a one-line description of
         it. Raises ``scorers.languages.ToolchainError``.
@@ -164,6 +166,7 @@ class ScoringSuite:
         languages = sorted(set(languages))
         self.toolchain.check(languages)
         compiled = [lang for lang in languages if lang != "python"]
+        _check_visible_in_runs(self._executables(languages, compiled))
         if "efficiency" in self.weights and compiled and self.toolchain.valgrind is None:
             log.warning(
                 "valgrind not found: efficiency of %s programs falls back to CPU time, "
@@ -171,6 +174,17 @@ class ScoringSuite:
                 "/".join(compiled),
             )
         return get_isolation().describe()
+
+    def _executables(self, languages: list[str], compiled: list[str]) -> dict[str, str]:
+        """What sandboxed runs will execute for ``languages``, by the config key that sets it."""
+        found = {"the Python interpreter (sys.executable)": PYTHON} if "python" in languages else {}
+        if "cpp" in languages and self.toolchain.cxx:
+            found["scoring.cxx"] = self.toolchain.cxx
+        if "rust" in languages and self.toolchain.rustc:
+            found["scoring.rustc"] = self.toolchain.rustc
+        if "efficiency" in self.weights and compiled and self.toolchain.valgrind:
+            found["valgrind"] = self.toolchain.valgrind
+        return found
 
     def score(self, task: Task, code: str, *, baseline: ProgramScore | None = None) -> ProgramScore:
         """Score ``code``; ``baseline`` is the teacher's ProgramScore (for efficiency)."""
@@ -258,6 +272,20 @@ class ScoringSuite:
             wall_seconds=execution.wall_seconds if execution is not None else 0.0,
             details=details,
         )
+
+
+def _check_visible_in_runs(executables: Mapping[str, str]) -> None:
+    """Raise ToolchainError for a program the sandbox would hide from its own runs."""
+    isolation = get_isolation()
+    for what, path in executables.items():
+        hidden = isolation.hides(path)
+        if hidden is not None:
+            raise ToolchainError(
+                f"{what} is {os.path.realpath(path)}, under {hidden}, which every sandboxed "
+                f"run sees replaced by a private directory, so the run could not execute it; "
+                "install it (or point the setting at a copy) outside /tmp, /var/tmp, /run "
+                "and /dev/shm"
+            )
 
 
 def _efficiency(cost: Cost | None, passed: bool, baseline: ProgramScore | None) -> float | None:

@@ -564,3 +564,43 @@ def test_portable_chain_without_the_compiled_init_holds_the_same_walls(monkeypat
     test_tmp_shm_and_run_are_private_and_bounded()
     test_cpu_limit_is_named_from_the_kill_not_from_rusage()
     test_python_killing_its_parent_and_group_scores_the_same_every_time()
+
+
+# -- what runs must execute stays visible to them ----------------------------------------------
+
+
+def test_regression_a_virtual_environment_under_tmp_still_runs_python_programs(tmp_path):
+    # CI clones into a folder under /tmp: every Python program then failed with "failed to
+    # execute /tmp/.../.venv/bin/python", since each run sees its own, empty /tmp. Programs
+    # now run with the base interpreter (-I -S needs nothing from the environment).
+    venv = tmp_path / "venv"
+    venv.symlink_to(Path(sys.prefix))  # the project's venv, reached through a path in /tmp
+    script = (
+        "import sys\n"
+        "from scorers.correctness import run_python_tests\n"
+        "from scorers.sandbox import SandboxLimits\n"
+        "assert sys.executable.startswith(sys.argv[1]), sys.executable\n"
+        "r = run_python_tests('def f():\\n    return 1\\n', ['assert f() == 1'], SandboxLimits())\n"
+        "print(r.status)\n"
+    )
+    python = venv / "bin" / Path(sys.executable).name
+    result = subprocess.run(
+        [str(python), "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["passed"]
+
+
+def test_a_compiler_the_sandbox_would_hide_stops_the_run_at_start_up(tmp_path):
+    from scorers.languages import ToolchainError
+    from scorers.suite import ScoringSuite
+
+    compiler = tmp_path / "g++"
+    compiler.write_text('#!/bin/sh\nexec g++ "$@"\n')
+    compiler.chmod(0o755)
+    toolchain = Toolchain.discover(cxx=str(compiler), cache_dir=tmp_path / "cache")
+    suite = ScoringSuite({"correctness": 1.0}, LIMITS, toolchain)
+    with pytest.raises(ToolchainError, match=r"scoring\.cxx is /tmp/.*under /tmp.*outside /tmp"):
+        suite.check_environment(["cpp"])
+    suite.check_environment(["python"])  # the interpreter itself is visible
