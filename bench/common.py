@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from rfai.tiny_model import build_tiny_model
+from scorers.task import Task
 
 # Dimensions from the models' config.json on the Hub.
 SHAPES = {
@@ -40,8 +41,8 @@ def model_folder(shape: str, root: Path, dtype: str = "bfloat16") -> Path:
     return folder
 
 
-def coding_prompts(n: int) -> list[str]:
-    """n coding task statements from rfai's built-in set (cycled)."""
+def coding_prompts(n: int) -> list[Task]:
+    """n coding tasks from rfai's built-in set (cycled)."""
     from rfai.tasks import load_tasks
 
     tasks = load_tasks("builtin:python")

@@ -56,7 +56,7 @@ def bare_batch_generator(model, tokenizer, flat_prompts, args) -> tuple[int, flo
 def rfai_rollout(model, tokenizer, prompts, args) -> tuple[int, float]:
     finished = []
     start = time.perf_counter()
-    completions, stats = generate_groups(
+    completions, _, stats = generate_groups(
         model,
         tokenizer,
         prompts,

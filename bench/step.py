@@ -1,11 +1,12 @@
 """One full GRPO step, split into generation, scoring and update, with peak memory.
 
-Runs rfai's own `Trainer.run_step` (real rollout, real sandboxed scoring of every completion
-and the teacher's code, real update) on a model of a real shape with random weights, for
-`--warmup` + `--steps` steps, and prints the medians of the measured steps. `--peer` then
-runs the PyPI package mlx-lm-lora's GRPO trainer (optional bench dependency:
-`pip install -e ".[bench]"`) on the same model folder, B, G and completion length, and prints
-rfai's end-to-end generated tokens per second against it.
+Runs rfai's own `rfai.trainer.run_step` on a run from `rfai.run.build_run` (real rollout,
+real sandboxed scoring of every completion and the teacher's code, real update) on a model
+of a real shape with random weights, for `--warmup` + `--steps` steps, and prints the
+medians of the measured steps. `--peer` then runs the PyPI package mlx-lm-lora's GRPO
+trainer (optional bench dependency: `pip install -e ".[bench]"`) on the same model folder,
+B, G and completion length, and prints rfai's end-to-end generated tokens per second
+against it.
 
     python bench/step.py --shape qwen2.5-coder-0.5b --batch-size 32 --group-size 8 \\
         --max-new-tokens 512 --micro-batch-size 8 [--peer]
@@ -25,10 +26,10 @@ import mlx.core as mx
 from mlx_lm import load
 
 from bench.common import SHAPES, median, model_folder, print_table
-from rfai.config import config_from_dict
+from rfai.config_load import config_from_dict
+from rfai.run import build_run
 from rfai.student import prepare_student
-from rfai.trainer import Trainer
-from scorers import ScoringPool
+from rfai.trainer import run_step
 
 
 def run_rfai(args, path: str, workdir: Path) -> tuple[list[dict], list[dict]]:
@@ -59,11 +60,11 @@ def run_rfai(args, path: str, workdir: Path) -> tuple[list[dict], list[dict]]:
     )
     model, tokenizer = load(path)
     student = prepare_student(model, tokenizer, config.student, seed=0)
-    trainer = Trainer(config, student=student)
+    run = build_run(config, student=student)
     warm, results = [], []
-    with ScoringPool(trainer.suite, trainer.workers) as pool:
+    with run.scoring_pool() as pool:
         for step in range(1, args.warmup + args.steps + 1):
-            metrics = trainer.run_step(step, pool)
+            metrics = run_step(run, step, pool)
             print(json.dumps({"step": step, **metrics}), file=sys.stderr, flush=True)
             (results if step > args.warmup else warm).append(metrics)
     return warm, results

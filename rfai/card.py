@@ -310,18 +310,10 @@ def model_card(
     student = config.get("student", {})
     base = str(student.get("path", "unknown"))
     hub_base = _hub_model_id(base)
-    license_id = config.get("huggingface", {}).get("license", "apache-2.0")
-    meta: dict[str, Any] = {"license": license_id, "library_name": "mlx"}
-    if hub_base:
-        meta["base_model"] = hub_base
-    if dataset_repo_id:
-        meta["datasets"] = [dataset_repo_id]
-    meta["pipeline_tag"] = "text-generation"
-    meta["tags"] = ["mlx", "lora", "grpo", "rfai", "code"]
     adapter = student.get("adapter", {})
     lines = [
         "---",
-        yaml.safe_dump(meta, sort_keys=False).rstrip(),
+        _model_card_meta(config, hub_base, dataset_repo_id),
         "---",
         "",
         f"# {repo_id.split('/')[-1]}",
@@ -340,8 +332,28 @@ def model_card(
             f"- Training reward: {before:.3f} over the first {k} step(s), {after:.3f} over the "
             f"last {k} (mean of each step's samples; metrics.jsonl)"
         )
-    base_arg = hub_base or "path/to/base-model"
-    lines += [
+    lines += _files_and_usage(repo_id, hub_base or "path/to/base-model", fused)
+    text = "\n".join(lines)
+    check_public(text, run_dir)
+    return text
+
+
+def _model_card_meta(config: dict, hub_base: str | None, dataset_repo_id: str | None) -> str:
+    """The model card's YAML front matter (without its `---` lines)."""
+    license_id = config.get("huggingface", {}).get("license", "apache-2.0")
+    meta: dict[str, Any] = {"license": license_id, "library_name": "mlx"}
+    if hub_base:
+        meta["base_model"] = hub_base
+    if dataset_repo_id:
+        meta["datasets"] = [dataset_repo_id]
+    meta["pipeline_tag"] = "text-generation"
+    meta["tags"] = ["mlx", "lora", "grpo", "rfai", "code"]
+    return yaml.safe_dump(meta, sort_keys=False).rstrip()
+
+
+def _files_and_usage(repo_id: str, base_arg: str, fused: bool) -> list[str]:
+    """The model card's "Files" and "Run it" sections and its citation."""
+    lines = [
         "",
         "## Files",
         "",
@@ -361,7 +373,4 @@ def model_card(
     ]
     if fused:
         lines.append('mlx_lm.generate --model rfai-model/fused --prompt "..."')
-    lines += ["```", "", CITATION.replace("VERSION", rfai_version()), ""]
-    text = "\n".join(lines)
-    check_public(text, run_dir)
-    return text
+    return [*lines, "```", "", CITATION.replace("VERSION", rfai_version()), ""]

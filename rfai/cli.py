@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rfai.config import ConfigError, load_config
+from rfai.config import Config, ConfigError
+from rfai.config_load import load_config
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -35,33 +36,45 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="a bad task record is fatal (default: skipped, counted and reported)",
+        help="a bad task record is fatal (default: skipped, counted and reported); the same "
+        "as --set data.strict=true",
     )
     return parser
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """The run's config from parsed arguments.
+
+    `--strict` is sugar for `--set data.strict=true`, so the saved config of a strict run says
+    ``strict: true``.
+    """
+    overrides = [*args.overrides, "data.strict=true"] if args.strict else args.overrides
+    return load_config(args.config, overrides, model=args.model)
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides, model=args.model)
+        config = train_config(args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     # Imported late so that config errors are reported without loading MLX.
     from rfai.dataset_schema import DatasetValidationError
     from rfai.hub import HubError
+    from rfai.run import TrainingError, build_run
     from rfai.student import StudentLoadError
     from rfai.tasks import TaskFormatError
     from rfai.teachers import TeacherError
-    from rfai.trainer import Trainer, TrainingError
+    from rfai.trainer import train
 
     try:
-        trainer = Trainer(config, resume=args.resume, strict=args.strict or None)
+        run = build_run(config, resume=args.resume)
     except (StudentLoadError, TaskFormatError, TrainingError, TeacherError, HubError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        trainer.train()
+        train(run)
     except (TeacherError, HubError, DatasetValidationError) as exc:
         # Training itself is saved (checkpoints, adapter, rows); say what failed after it.
         print(f"error: {exc}", file=sys.stderr)

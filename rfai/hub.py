@@ -38,14 +38,12 @@ from rfai.card import CARD, PUBLIC_CONFIG, model_card, write_dataset_card
 from rfai.config import HUB_REPO_ID as REPO_ID
 from rfai.config import Config
 from rfai.dataset_schema import split_files, validate_folder
+from rfai.student import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 TOKEN_SOURCES = ("--hf_token", "HUGGINGFACE_TOKEN", "HF_TOKEN")
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 TRANSIENT_ERRORS = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 T = TypeVar("T")
-# The file names of rfai.student's save_adapter (not imported from there: it loads MLX).
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 class HubError(RuntimeError):

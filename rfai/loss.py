@@ -29,17 +29,18 @@ Loss types (how the masked l_it become one number), as TRL's ``GRPOTrainer`` def
 
 Gradient accumulation: the trainer runs the loss on micro-batches and sums their gradients.
 Every denominator that spans the whole batch therefore comes in through ``LossNormalizer``, so
-that summing the micro-batch losses gives the full-batch loss. TRL instead divides a
-per-micro-batch mean by the number of accumulation steps; that equals ours for ``grpo`` only
-when micro-batches have equal size, and for ``dapo`` only when they have equal token counts.
+that summing the micro-batch losses gives the full-batch loss; ``LOSS_DENOMINATORS`` is the one
+table of them, and ``rfai.update`` scales its compiled micro-batch losses by the same table.
+TRL instead divides a per-micro-batch mean by the number of accumulation steps; that equals
+ours for ``grpo`` only when micro-batches have equal size, and for ``dapo`` only when they have
+equal token counts.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import mlx.core as mx
-
-LOSS_TYPES: Final = ("grpo", "bnpo", "dr_grpo", "dapo")
 
 
 def token_logprobs(logits: mx.array, targets: mx.array, temperature: float = 1.0) -> mx.array:
@@ -83,9 +84,26 @@ class LossNormalizer:
             raise ValueError(f"LossNormalizer.total_tokens must be >= 0, got {self.total_tokens}")
 
 
+# The whole-batch denominator of each loss type; the micro-batch numerators are in
+# `aggregate_loss`. `rfai.update` divides by the same table, so the two cannot drift apart.
+LOSS_DENOMINATORS: Final[dict[str, Callable[[LossNormalizer], int]]] = {
+    "grpo": lambda norm: norm.total_sequences,  # mean over sequences
+    "bnpo": lambda norm: norm.num_micro_batches,  # mean over micro-batches
+    "dr_grpo": lambda norm: norm.total_sequences * norm.max_completion_length,
+    "dapo": lambda norm: max(norm.total_tokens, 1),  # all masked: the loss is 0 anyway
+}
+LOSS_TYPES: Final = tuple(LOSS_DENOMINATORS)
+
+
 def _check_loss_type(loss_type: str) -> None:
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
+
+
+def loss_denominator(loss_type: str, norm: LossNormalizer) -> int:
+    """The whole-batch number `loss_type` divides its micro-batch numerator by (>= 1)."""
+    _check_loss_type(loss_type)
+    return LOSS_DENOMINATORS[loss_type](norm)
 
 
 def aggregate_loss(
@@ -99,18 +117,16 @@ def aggregate_loss(
         loss_type: one of ``LOSS_TYPES`` (see the module docstring).
         norm: the whole batch's sizes.
     """
-    _check_loss_type(loss_type)
+    denominator = loss_denominator(loss_type, norm)
     mask = mask.astype(mx.float32)  # (B, T)
     masked = per_token * mask  # (B, T)
     if loss_type == "grpo":
         seq_means = masked.sum(axis=1) / mx.maximum(mask.sum(axis=1), 1.0)  # (B,)
-        return seq_means.sum() / norm.total_sequences  # ()
+        return seq_means.sum() / denominator  # ()
     if loss_type == "bnpo":
         micro_mean = masked.sum() / mx.maximum(mask.sum(), 1.0)  # ()
-        return micro_mean / norm.num_micro_batches  # ()
-    if loss_type == "dr_grpo":
-        return masked.sum() / (norm.total_sequences * norm.max_completion_length)  # ()
-    return masked.sum() / max(norm.total_tokens, 1)  # () dapo
+        return micro_mean / denominator  # ()
+    return masked.sum() / denominator  # () dr_grpo and dapo: a token sum
 
 
 def policy_loss(
@@ -142,16 +158,7 @@ def policy_loss(
         tokens with ratio < 1 - epsilon_low and A < 0, "clipped_high" ratio > 1 + epsilon_high
         and A > 0: the tokens whose gradient the clip removed. "kl_sum" is 0 without ``ref_logp``.
     """
-    _check_loss_type(loss_type)
-    if beta < 0:
-        raise ValueError(f"beta must be >= 0, got {beta}")
-    if epsilon_low <= 0 or epsilon_high <= 0:
-        raise ValueError(
-            f"epsilons must be > 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}"
-        )
-    if ref_logp is None and beta > 0:
-        raise ValueError(f"ref_logp is required when beta > 0 (beta={beta})")
-
+    _check_policy_args(ref_logp is not None, epsilon_low, epsilon_high, beta, loss_type)
     mask = mask.astype(mx.float32)  # (B, T)
     adv = advantages.astype(mx.float32)[:, None]  # (B, 1)
     ratio = mx.exp(logp - mx.stop_gradient(old_logp))  # (B, T)
@@ -162,7 +169,35 @@ def policy_loss(
     kl = kl_k3(logp, ref)  # (B, T)
     per_token = -surrogate + beta * kl  # (B, T)
     loss = aggregate_loss(per_token, mask, loss_type, norm)  # ()
+    return loss, _token_stats(mask, ratio, kl, adv, epsilon_low, epsilon_high)
 
+
+def _check_policy_args(
+    has_ref: bool, epsilon_low: float, epsilon_high: float, beta: float, loss_type: str
+) -> None:
+    _check_loss_type(loss_type)
+    if beta < 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    if epsilon_low <= 0 or epsilon_high <= 0:
+        raise ValueError(
+            f"epsilons must be > 0, got epsilon_low={epsilon_low}, epsilon_high={epsilon_high}"
+        )
+    if not has_ref and beta > 0:
+        raise ValueError(f"ref_logp is required when beta > 0 (beta={beta})")
+
+
+def _token_stats(
+    mask: mx.array,
+    ratio: mx.array,
+    kl: mx.array,
+    adv: mx.array,
+    epsilon_low: float,
+    epsilon_high: float,
+) -> dict[str, mx.array]:
+    """`policy_loss`'s stop-gradient sums over masked tokens (see its docstring).
+
+    mask, ratio, kl: (B, T) float32; adv: (B, 1).
+    """
     # Token count as a sum of row sums: under mx.compile(mx.value_and_grad(...)) (MLX 0.32.4), an
     # auxiliary output equal to an expression the loss also computes (bnpo's mask.sum()) fails
     # with "IndexError: _Map_base::at". tests/test_loss.py::test_compiled_equals_eager guards it.
@@ -170,11 +205,10 @@ def policy_loss(
     frozen_ratio = mx.stop_gradient(ratio)  # (B, T)
     low = (frozen_ratio < 1.0 - epsilon_low) & (adv < 0)  # (B, T)
     high = (frozen_ratio > 1.0 + epsilon_high) & (adv > 0)  # (B, T)
-    stats = {
+    return {
         "tokens": frozen_mask.sum(axis=-1).sum(),  # ()
         "kl_sum": (mx.stop_gradient(kl) * frozen_mask).sum(),  # ()
         "ratio_sum": (frozen_ratio * frozen_mask).sum(),  # ()
         "clipped_low_sum": (low * frozen_mask).sum(),  # ()
         "clipped_high_sum": (high * frozen_mask).sum(),  # ()
     }
-    return loss, stats

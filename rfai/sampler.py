@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rfai.tasks import Task
+from scorers.task import Task
 
 
 @dataclass

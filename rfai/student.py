@@ -1,5 +1,7 @@
 """The student: an mlx-lm model with trainable adapters, its chat prompts, and its reference.
 
+Its prompt is the chat of `rfai.prompts`, the one the teacher is given too.
+
 Loading is `mlx_lm.load` (a Hub id or a local folder) and the adapters are mlx-lm's own LoRA
 and DoRA layers (`linear_to_lora_layers`), so checkpoints load with
 `mlx_lm.generate --adapter-path`.
@@ -25,24 +27,17 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from rfai.config import StudentConfig
-from rfai.tasks import Task
+from rfai.prompts import solution_messages
+from scorers.task import Task
 
-LANGUAGE_NAMES = {"python": ("Python", "python"), "cpp": ("C++", "cpp"), "rust": ("Rust", "rust")}
+# An adapter folder in mlx-lm's format (`mlx_lm.generate --adapter-path`); rfai.hub uploads
+# these files and rfai.checkpoint saves them with every checkpoint.
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
 class StudentLoadError(RuntimeError):
     """The student model could not be loaded; the message says how to fix it."""
-
-
-def user_message(task: Task) -> str:
-    """The user turn for a task: its statement plus the answer format rfai extracts."""
-    name, fence = LANGUAGE_NAMES[task.language]
-    return (
-        f"{task.prompt.rstrip()}\n\n"
-        f"Write the complete solution in {name} in a single ```{fence} code block."
-    )
 
 
 @dataclass
@@ -58,10 +53,7 @@ class Student:
         """Chat-templated prompt token ids for a task (cached per task id)."""
         cached = self._prompt_cache.get(task.task_id)
         if cached is None:
-            messages = []
-            if self.config.system_prompt:
-                messages.append({"role": "system", "content": self.config.system_prompt})
-            messages.append({"role": "user", "content": user_message(task)})
+            messages = solution_messages(task, self.config.system_prompt)
             # Render to text, then encode without extra specials: the template already holds
             # them, and some transformers versions return a dict when asked to tokenize.
             text = self.tokenizer.apply_chat_template(

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rfai.config import DataConfig
+from rfai.dataset_writer import SPLITS
 from rfai.task_sources import SourceLoad, load_task_source
-from rfai.tasks import Task, TaskFormatError, canonical_language
-
-SPLITS = ("train", "validation", "evaluation")
+from rfai.tasks import TaskFormatError, canonical_language
+from scorers.task import Task
 
 
 def normalise_prompt(text: str) -> str:
@@ -125,14 +125,13 @@ class TaskSplits:
         return lines + self.overlap.lines()
 
 
-def load_task_splits(data: DataConfig, *, strict: bool | None = None) -> TaskSplits:
+def load_task_splits(data: DataConfig) -> TaskSplits:
     """Load and prepare the train/validation/evaluation tasks of `data`.
 
-    `strict` (the CLI's ``--strict``) overrides ``data.strict`` when given. Raises
-    `TaskFormatError` when a source cannot be read, or, in strict mode, at the first bad
-    record, and when no training task is left after the filters.
+    Raises `TaskFormatError` when a source cannot be read, or, with ``data.strict`` (the
+    CLI's ``--strict`` sets it), at the first bad record, and when no training task is left
+    after the filters.
     """
-    strict = data.strict if strict is None else strict
     specs = {
         "train": data.train_file,
         "validation": data.validation_file,
@@ -141,7 +140,7 @@ def load_task_splits(data: DataConfig, *, strict: bool | None = None) -> TaskSpl
     loads = {
         name: load_task_source(
             spec,
-            strict=strict,
+            strict=data.strict,
             fields=data.fields,
             dataset_language=data.dataset_language,
             dataset_subset=data.dataset_subset,

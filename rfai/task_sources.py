@@ -43,12 +43,12 @@ from typing import Any
 
 from rfai.tasks import (
     BUILTIN_PREFIX,
-    Task,
     TaskFormatError,
     builtin_path,
     parse_json_line,
     task_from_record,
 )
+from scorers.task import Task
 
 HF_PREFIX = "hf:"
 HUMANEVAL_SPEC = "humaneval"

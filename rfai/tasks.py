@@ -1,5 +1,8 @@
 """Coding tasks: the schema, language aliases and the JSONL loader.
 
+The `Task` type itself (and `SUPPORTED_LANGUAGES`) lives in ``scorers/task.py``, so that
+``scorers`` needs nothing of ``rfai``; this module reads files into it.
+
 A task file is JSONL: one JSON object per line; blank lines are skipped. Fields:
 
     task_id             str, required, unique within the file ("py-run-length-encode")
@@ -35,10 +38,9 @@ in ``rfai/task_sources.py``; filters, curriculum and overlap in ``rfai/task_sele
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-SUPPORTED_LANGUAGES = ("python", "cpp", "rust")
+from scorers.task import Task
 
 _LANGUAGE_ALIASES = {
     "python": "python",
@@ -56,7 +58,8 @@ BUILTIN_PREFIX = "builtin:"
 
 
 def canonical_language(name: str) -> str:
-    """Map a language spelling (case-insensitive alias) to one of SUPPORTED_LANGUAGES."""
+    """Map a language spelling (case-insensitive alias) to one of
+    `scorers.task.SUPPORTED_LANGUAGES`."""
     if not isinstance(name, str):
         raise ValueError(f"language must be a string, got {type(name).__name__}: {name!r}")
     canonical = _LANGUAGE_ALIASES.get(name.strip().lower())
@@ -66,20 +69,6 @@ def canonical_language(name: str) -> str:
             f"unknown language {name!r}; accepted spellings (case-insensitive): {accepted}"
         )
     return canonical
-
-
-@dataclass(frozen=True)
-class Task:
-    """One coding task. ``source`` is the ``file:line`` it came from, for error messages."""
-
-    task_id: str
-    prompt: str
-    language: str
-    entry_point: str | None
-    tests: tuple[str, ...]
-    reference_solution: str | None
-    difficulty: int | None = None
-    source: str = ""
 
 
 class TaskFormatError(ValueError):

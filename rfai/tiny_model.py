@@ -306,6 +306,14 @@ def build_tiny_model(
     model.set_dtype(getattr(mx, dtype))
     mx.eval(model.parameters())
 
+    _write_model_folder(out, model, config, special_ids, tokenizer)
+    return out
+
+
+def _write_model_folder(
+    out: Path, model: qwen2.Model, config: dict, special_ids: dict[str, int], tokenizer: Tokenizer
+) -> None:
+    """Write the model folder next to `out`, then move it into place (replacing `out`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
@@ -328,7 +336,6 @@ def build_tiny_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
 
 
 def count_parameters(model_dir: str | Path) -> int:

@@ -8,10 +8,11 @@ so iterations after the first are genuinely off-policy and the clipped ratio mat
 
 Normalisation under accumulation: the compiled loss computes each loss type's micro-batch
 numerator with a unit `LossNormalizer`, and the whole-batch constant (1 / total tokens for
-dapo, 1 / N for grpo, ...) comes in as an array `scale`. That keeps every batch-dependent
-number out of the traced graph, so it is traced once per padded shape instead of once per
-batch. All micro-batches of a rollout batch share one width (the longest sample, rounded up
-to a multiple of `LENGTH_BUCKET`) and a fixed number of rows for the same reason.
+dapo, 1 / N for grpo, ...: one over `rfai.loss.LOSS_DENOMINATORS`, the table `aggregate_loss`
+divides by) comes in as an array `scale`. That keeps every batch-dependent number out of the
+traced graph, so it is traced once per padded shape instead of once per batch. All
+micro-batches of a rollout batch share one width (the longest sample, rounded up to a multiple
+of `LENGTH_BUCKET`) and a fixed number of rows for the same reason.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from mlx.utils import tree_map
 
 from rfai.config import GRPOConfig, TrainingConfig
-from rfai.loss import LossNormalizer, policy_loss, token_logprobs
+from rfai.loss import LossNormalizer, loss_denominator, policy_loss, token_logprobs
 from rfai.student import Student
 
 LENGTH_BUCKET = 32
@@ -107,15 +108,7 @@ def pack(
 
 def loss_scale(loss_type: str, norm: LossNormalizer) -> float:
     """The whole-batch factor that turns a unit-normalised micro-batch loss into its share."""
-    if loss_type == "grpo":
-        return 1.0 / norm.total_sequences
-    if loss_type == "bnpo":
-        return 1.0 / norm.num_micro_batches
-    if loss_type == "dr_grpo":
-        return 1.0 / (norm.total_sequences * norm.max_completion_length)
-    if loss_type == "dapo":
-        return 1.0 / max(norm.total_tokens, 1)
-    raise ValueError(f"unknown loss_type {loss_type!r}")
+    return 1.0 / loss_denominator(loss_type, norm)
 
 
 def build_optimizer(cfg: TrainingConfig, total_updates: int) -> optim.Optimizer:
@@ -172,36 +165,8 @@ class PolicyUpdater:
             from mlx_lm.tuner.trainer import grad_checkpoint
 
             grad_checkpoint(model.layers[0])
-        beta = grpo.beta
-
-        def logits_to_logp(logits: mx.array, targets: mx.array) -> mx.array:
-            return token_logprobs(logits, targets, temperature)  # (b, T)
-
-        def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, scale):
-            logp = token_logprobs(logits, targets, temperature)  # (b, T)
-            loss, stats = policy_loss(
-                logp,
-                old_logp,
-                ref_logp if beta > 0 else None,
-                advantages,
-                mask,
-                epsilon_low=grpo.epsilon_low,
-                epsilon_high=grpo.epsilon_high,
-                beta=beta,
-                loss_type=grpo.loss_type,
-                norm=_UNIT,
-            )
-            mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * mask).sum())  # ()
-            return loss * scale, stats, mismatch
-
-        def apply(grads):
-            if training.max_grad_norm > 0:
-                grads, norm = optim.clip_grad_norm(grads, training.max_grad_norm)
-            else:
-                norm = mx.sqrt(sum((g * g).sum() for g in _leaves(grads)))
-            self.optimizer.update(model, grads)
-            return norm
-
+        logits_to_logp, logits_to_loss = _loss_functions(grpo, temperature)
+        apply = _apply_function(model, self.optimizer, training.max_grad_norm)
         if training.compile:
             # What is compiled: the vocabulary-wide loss (logits -> log-probs -> clipped
             # objective, elementwise and memory-bound, where fusion pays) and the optimizer
@@ -212,23 +177,8 @@ class PolicyUpdater:
             # mx.random.state is part of the state so LoRA dropout draws a new mask each call.
             state = [model.state, self.optimizer.state, mx.random.state]
             apply = partial(mx.compile, inputs=state, outputs=state)(apply)
-
-        def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
-            loss, stats, mismatch = logits_to_loss(
-                model_(inputs), targets, mask, old_logp, ref_logp, advantages, scale
-            )
-            return loss, (stats, mismatch)
-
-        value_and_grad = nn.value_and_grad(model, loss_fn)
-
-        def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
-            (loss, aux), grads = value_and_grad(
-                model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
-            )
-            return loss, aux, tree_map(mx.add, grads, acc)
-
         self._token_logp = lambda inputs, targets: logits_to_logp(model(inputs), targets)
-        self._micro_step = micro_step
+        self._micro_step = _micro_step_function(model, logits_to_loss)
         self._apply = apply
 
     def reference_logprobs(self, batches: Sequence[MicroBatch]) -> list[mx.array]:
@@ -242,19 +192,49 @@ class PolicyUpdater:
                 out.append(logp)
         return out
 
-    def step(self, samples: Sequence[Sample]) -> UpdateStats:
-        """Run `num_iterations` optimizer updates on one rollout batch's samples."""
+    def _pack_batch(self, samples: Sequence[Sample]) -> tuple[list[MicroBatch], LossNormalizer]:
+        """The rollout batch's micro-batches (one shared width) and its loss normaliser."""
         rows = self.training.micro_batch_size
         chunks = [samples[i : i + rows] for i in range(0, len(samples), rows)]
         width = padded_width(samples)  # one shape for all micro-batches: one compiled trace
         batches = [pack(c, rows, self.grpo.mask_truncated_completions, width) for c in chunks]
-        total_tokens = int(sum(b.mask.sum().item() for b in batches))
         norm = LossNormalizer(
             total_sequences=len(samples),
-            total_tokens=total_tokens,
+            total_tokens=int(sum(b.mask.sum().item() for b in batches)),
             num_micro_batches=len(batches),
             max_completion_length=max(len(s.completion) for s in samples),
         )
+        return batches, norm
+
+    def _update(
+        self, batches: Sequence[MicroBatch], refs: Sequence[mx.array], scale: mx.array, zeros
+    ) -> tuple[mx.array, dict[str, float], mx.array, mx.array]:
+        """One optimizer update: gradients accumulated over every micro-batch, then applied.
+
+        Returns the summed loss, the summed loss stats, the summed |logp - old_logp| and the
+        gradient norm.
+        """
+        # Starting from zeros rather than None keeps the compiled step to a single trace.
+        acc = zeros
+        loss_total = mx.array(0.0)
+        sums = {"kl_sum": 0.0, "ratio_sum": 0.0, "clipped_low_sum": 0.0, "clipped_high_sum": 0.0}
+        mismatch_sum = mx.array(0.0)
+        for b, ref in zip(batches, refs, strict=True):
+            loss, (stats, mm), acc = self._micro_step(
+                b.inputs, b.targets, b.mask, b.old_logp, ref, b.advantages, scale, acc
+            )
+            mx.eval(loss, acc, stats, mm)
+            loss_total = loss_total + loss
+            mismatch_sum = mismatch_sum + mm
+            for key in sums:
+                sums[key] += float(stats[key].item())
+        grad_norm = self._apply(acc)
+        mx.eval(grad_norm, self.student.model.parameters(), self.optimizer.state)
+        return loss_total, sums, mismatch_sum, grad_norm
+
+    def step(self, samples: Sequence[Sample]) -> UpdateStats:
+        """Run `num_iterations` optimizer updates on one rollout batch's samples."""
+        batches, norm = self._pack_batch(samples)
         scale = mx.array(loss_scale(self.grpo.loss_type, norm), mx.float32)
         if self.grpo.beta > 0:
             refs = self.reference_logprobs(batches)
@@ -268,39 +248,18 @@ class PolicyUpdater:
         # the first update of this step is the previous update's rate; read it after instead.
         lr = float("nan")
         zeros = tree_map(mx.zeros_like, model.trainable_parameters())
+        denom = max(norm.total_tokens, 1)
         for iteration in range(self.grpo.num_iterations):
-            # Starting from zeros rather than None keeps the compiled step to a single trace.
-            acc = zeros
-            loss_total = mx.array(0.0)
-            sums = {
-                "kl_sum": 0.0,
-                "ratio_sum": 0.0,
-                "clipped_low_sum": 0.0,
-                "clipped_high_sum": 0.0,
-            }
-            mismatch_sum = mx.array(0.0)
-            for b, ref in zip(batches, refs, strict=True):
-                loss, (stats, mm), acc = self._micro_step(
-                    b.inputs, b.targets, b.mask, b.old_logp, ref, b.advantages, scale, acc
-                )
-                mx.eval(loss, acc, stats, mm)
-                loss_total = loss_total + loss
-                mismatch_sum = mismatch_sum + mm
-                for key in sums:
-                    sums[key] += float(stats[key].item())
-            grad_norm = self._apply(acc)
-            mx.eval(grad_norm, model.parameters(), self.optimizer.state)
+            loss_total, sums, mismatch_sum, grad_norm = self._update(batches, refs, scale, zeros)
             if iteration == 0:
                 lr = float(self.optimizer.learning_rate.item())
-            denom = max(total_tokens, 1)
+                mismatch = float(mismatch_sum.item()) / denom
             losses.append(float(loss_total.item()))
             kls.append(sums["kl_sum"] / denom)
             ratios.append(sums["ratio_sum"] / denom)
             lows.append(sums["clipped_low_sum"] / denom)
             highs.append(sums["clipped_high_sum"] / denom)
             norms.append(float(grad_norm.item()))
-            if iteration == 0:
-                mismatch = float(mismatch_sum.item()) / denom
         model.eval()
         return UpdateStats(
             loss=float(np.mean(losses)),
@@ -310,9 +269,71 @@ class PolicyUpdater:
             clipped_high=float(np.mean(highs)),
             grad_norm=float(np.mean(norms)),
             learning_rate=lr,
-            tokens=total_tokens,
+            tokens=norm.total_tokens,
             logprob_mismatch=mismatch,
         )
+
+
+def _loss_functions(grpo: GRPOConfig, temperature: float):
+    """(logits_to_logp, logits_to_loss): the vocabulary-wide functions `training.compile`
+    compiles. The loss is unit-normalised; `scale` makes it the micro-batch's share."""
+    beta = grpo.beta
+
+    def logits_to_logp(logits: mx.array, targets: mx.array) -> mx.array:
+        return token_logprobs(logits, targets, temperature)  # (b, T)
+
+    def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, scale):
+        logp = token_logprobs(logits, targets, temperature)  # (b, T)
+        loss, stats = policy_loss(
+            logp,
+            old_logp,
+            ref_logp if beta > 0 else None,
+            advantages,
+            mask,
+            epsilon_low=grpo.epsilon_low,
+            epsilon_high=grpo.epsilon_high,
+            beta=beta,
+            loss_type=grpo.loss_type,
+            norm=_UNIT,
+        )
+        mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * mask).sum())  # ()
+        return loss * scale, stats, mismatch
+
+    return logits_to_logp, logits_to_loss
+
+
+def _apply_function(model: nn.Module, optimizer: optim.Optimizer, max_grad_norm: float):
+    """apply(grads) -> grad norm: clip (when `max_grad_norm` > 0), then one optimizer update."""
+
+    def apply(grads):
+        if max_grad_norm > 0:
+            grads, norm = optim.clip_grad_norm(grads, max_grad_norm)
+        else:
+            norm = mx.sqrt(sum((g * g).sum() for g in _leaves(grads)))
+        optimizer.update(model, grads)
+        return norm
+
+    return apply
+
+
+def _micro_step_function(model: nn.Module, logits_to_loss):
+    """micro_step(...) -> (loss, (stats, mismatch), acc + grads) for one micro-batch."""
+
+    def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
+        loss, stats, mismatch = logits_to_loss(
+            model_(inputs), targets, mask, old_logp, ref_logp, advantages, scale
+        )
+        return loss, (stats, mismatch)
+
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+
+    def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
+        (loss, aux), grads = value_and_grad(
+            model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
+        )
+        return loss, aux, tree_map(mx.add, grads, acc)
+
+    return micro_step
 
 
 def _leaves(tree) -> list[mx.array]:

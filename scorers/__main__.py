@@ -17,6 +17,13 @@ Prints one JSON object: ``status``, ``student_score``, ``teacher_score``, ``scor
 the program was scored (whatever its score). Every user error (a missing or unreadable task,
 code or config file, an unknown task id, a malformed task file, a bad config value, a missing
 compiler) is one line on stderr, ``python -m scorers: error: ...``, and exit status 2.
+
+This file is the one module of ``scorers`` that imports ``rfai``, and nothing imports it: it is
+an entry point, like ``train_rfai.py``, that reads tasks and the config the way training does
+(``rfai.task_sources``, ``rfai.config``), so a task scores here exactly as in a run. It stays
+here rather than under ``rfai/`` because ``python -m scorers`` can only start from this file,
+and a thin forwarder to ``rfai`` would be the same exception with the logic one hop away.
+The rest of ``scorers`` never imports ``rfai`` (tests/test_architecture.py checks both).
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ import json
 import sys
 from pathlib import Path
 
-from rfai.config import Config, ConfigError, load_config
+from rfai.config import Config, ConfigError
+from rfai.config_load import load_config
 from rfai.task_sources import SourceLoad, load_task_source
-from rfai.tasks import Task, TaskFormatError
+from rfai.tasks import TaskFormatError
 from scorers.languages import ToolchainError
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 
 PROG = "python -m scorers"
 USAGE_ERROR = 2

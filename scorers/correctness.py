@@ -27,11 +27,11 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from rfai.tasks import Task
 from scorers.harness import ERROR_CHARS, new_key, refused_binary, refused_constructs
 from scorers.harness_python import PYTHON_HARNESS
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import ProcessResult, SandboxLimits, python_argv, run_process
+from scorers.task import Task
 
 _CPU_LIMIT_SIGNALS = (signal.SIGKILL, signal.SIGXCPU)
 

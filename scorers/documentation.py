@@ -33,10 +33,10 @@ import tokenize
 
 import lizard
 
-from rfai.tasks import Task
 from scorers.languages import SOURCE_NAME
 from scorers.quality import clamp01
 from scorers.sandbox import SandboxLimits
+from scorers.task import Task
 
 DENSITY_TARGET = 0.15
 

@@ -40,11 +40,11 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from rfai.tasks import Task
 from scorers.correctness import result_from_events, run_python_tests
 from scorers.harness import new_key, refused_binary, refused_constructs
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits, run_process
+from scorers.task import Task
 
 CPU_REPEATS = 3
 # Counting slows a program down (tracing ~10x, callgrind ~50x): give it room.

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from rfai.tasks import Task
 from scorers.suite import ProgramScore, ScoringSuite
+from scorers.task import Task
 
 T = TypeVar("T")
 

@@ -36,9 +36,9 @@ import lizard
 from radon.complexity import cc_visit
 from radon.metrics import mi_visit
 
-from rfai.tasks import Task
 from scorers.languages import SOURCE_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits
+from scorers.task import Task
 
 # pyflakes (F), pycodestyle errors that are not layout (E7, E9), bugbear (B), simplify (SIM),
 # comprehensions (C4), returns (RET): correctness smells and needless complexity, not style.

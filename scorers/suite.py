@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rfai.tasks import Task
 from scorers.correctness import CorrectnessScorer, ExecutionResult, TestOutcome
 from scorers.documentation import DocumentationScorer
 from scorers.efficiency import Cost, efficiency_score
@@ -40,6 +39,7 @@ from scorers.languages import Toolchain, ToolchainError
 from scorers.quality import QualityScorer
 from scorers.redact import scrub_message
 from scorers.sandbox import PYTHON, SandboxLimits
+from scorers.task import Task
 
 log = logging.getLogger("rfai.scorers")
 

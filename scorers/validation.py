@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from rfai.tasks import Task
 from scorers.correctness import CorrectnessScorer
 from scorers.pool import ScoringPool
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 
 log = logging.getLogger("rfai.scorers")
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from rfai.card import PUBLIC_CONFIG, dataset_card, model_card, write_dataset_card
-from rfai.config import Config, config_to_dict, save_config
+from rfai.config import Config
+from rfai.config_load import config_to_dict, save_config
 from rfai.dataset_schema import FIELDS
 from tests.dataset_rows import make_dataset
 

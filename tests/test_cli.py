@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from mlx_lm import load
 
-from tests.helpers import read_rows, run_cli, tiny_run_args
+from tests.helpers import REPO, read_rows, run_cli, tiny_run_args
 
 REQUIRED_FIELDS = {
     "prompt",
@@ -149,3 +149,36 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
         "validation",
         "evaluation",
     ]
+
+
+def test_a_bad_model_path_fails_before_any_sandbox_work(tiny_model_dir, tmp_path, monkeypatch):
+    """Checks run cheap to expensive: a typo in --model is reported before the compilers are
+    checked and before any reference solution runs in the sandbox (rfai/run.py)."""
+    import rfai.run
+    from rfai.config_load import load_config
+    from rfai.student import StudentLoadError
+
+    sandbox_work: list[str] = []
+
+    def check_environment(suite, languages):
+        sandbox_work.append("compilers")
+        return "isolation: not set up (test)"
+
+    def validate_tasks(tasks, suite, workers):
+        sandbox_work.append(f"references of {len(tasks)} tasks")
+        return list(tasks), []
+
+    monkeypatch.setattr(rfai.run.ScoringSuite, "check_environment", check_environment)
+    monkeypatch.setattr(rfai.run, "validate_tasks", validate_tasks)
+
+    def config(model, out):
+        overrides = [f"training.output_dir={out}", f"huggingface.dataset_output_dir={out}/d"]
+        return load_config(REPO / "configs" / "tiny.yaml", overrides, model=str(model))
+
+    with pytest.raises(StudentLoadError, match="no such local folder"):
+        rfai.run.build_run(config(tmp_path / "no-such-model", tmp_path / "bad"))
+    assert sandbox_work == []
+    # The same run with a real model does reach them (so the counting above can fail).
+    run = rfai.run.build_run(config(tiny_model_dir, tmp_path / "good"))
+    assert sandbox_work == ["compilers", "references of 60 tasks", *["references of 0 tasks"] * 2]
+    assert len(run.tasks.train) == 60 and run.start_step == 0

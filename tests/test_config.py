@@ -5,7 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from rfai.config import Config, ConfigError, config_to_dict, load_config, save_config
+from rfai.cli import train_config, train_parser
+from rfai.config import Config, ConfigError
+from rfai.config_docs import main as config_main
+from rfai.config_docs import readme_with_table, render_readme_table, render_yaml
+from rfai.config_load import _key_lines, config_to_dict, load_config, save_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,19 +24,95 @@ def test_config_yaml_holds_exactly_the_dataclass_defaults():
     assert load_config(REPO / "config.yaml") == Config()
 
 
-def test_config_yaml_documents_every_key():
-    text = (REPO / "config.yaml").read_text()
+def _key_paths(obj, prefix=""):
+    """Every dotted key of a config (sections are not keys)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _key_paths(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
 
-    def keys(obj, prefix=""):
+
+def _undocumented(text: str) -> list[str]:
+    """Keys of Config() that `text` (a YAML document) does not set at their own path."""
+    present = _key_lines(text)
+    return [k for k in _key_paths(Config()) if k not in present]
+
+
+def test_every_key_has_help():
+    def fields(obj, prefix=""):
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if dataclasses.is_dataclass(value):
-                yield from keys(value, f"{prefix}{f.name}.")
+                yield from fields(value, f"{prefix}{f.name}.")
             else:
-                yield f.name
+                yield f"{prefix}{f.name}", f.metadata.get("help", "")
 
-    missing = [k for k in keys(Config()) if f"{k}:" not in text]
-    assert not missing
+    assert [path for path, doc in fields(Config()) if not doc.strip()] == []
+
+
+def test_committed_config_yaml_is_the_generated_one():
+    # config.yaml is `python -m rfai.config --write`'s output; edit help in rfai/config.py.
+    assert (REPO / "config.yaml").read_text() == render_yaml(Config())
+    assert _undocumented(render_yaml(Config())) == []
+
+
+def test_committed_readme_key_table_is_the_generated_one():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme_with_table(readme, render_readme_table(Config())) == readme
+    for section in ("student", "student.adapter", "data", "logging", "evaluation"):
+        assert f"| `{section}` |" in render_readme_table(Config())
+
+
+@pytest.mark.parametrize("removed", ["data.seed", "logging.every_steps", "student.adapter.keys"])
+def test_a_key_deleted_from_config_yaml_is_caught(removed):
+    # The old check looked for `seed:` anywhere, so deleting data.seed (training.seed remains)
+    # or logging.every_steps (checkpoint.every_steps remains) passed it.
+    text = render_yaml(Config())
+    line = _key_lines(text)[removed]
+    lines = text.splitlines(keepends=True)
+    edited = "".join(lines[: line - 1] + lines[line:])
+    assert _undocumented(edited) == [removed]
+    assert edited != render_yaml(Config())
+
+
+def test_readme_table_is_replaced_between_its_header_and_the_next_paragraph():
+    readme = "intro\n\n| section | keys and defaults |\n|---|---|\n| `old` | x |\n\nafter\n"
+    assert readme_with_table(readme, "T\n") == "intro\n\nT\n\nafter\n"
+    with pytest.raises(ValueError, match="expected one line"):
+        readme_with_table("no table here\n", "T\n")
+
+
+def test_generator_check_and_dump(capsys):
+    assert config_main(Config(), ["--check"]) == 0
+    assert config_main(Config(), ["--dump", "yaml"]) == 0
+    assert capsys.readouterr().out == render_yaml(Config())
+
+
+def test_strict_flag_is_data_strict_in_the_saved_config(tmp_path):
+    args = train_parser().parse_args(["--config", str(REPO / "configs" / "tiny.yaml"), "--strict"])
+    config = train_config(args)
+    assert config.data.strict is True
+    save_config(config, tmp_path / "config.yaml")
+    saved = (tmp_path / "config.yaml").read_text()
+    assert load_config(tmp_path / "config.yaml").data.strict is True
+    assert "strict: true" in saved
+    plain = train_config(train_parser().parse_args(["--config", str(REPO / "config.yaml")]))
+    assert plain.data.strict is False
+
+
+def test_vocabularies_have_one_home():
+    # config validates against the modules that own each vocabulary, not copies of them.
+    import rfai.config as config_module
+    from rfai import advantages, loss
+    from scorers import reward, suite
+
+    assert config_module.LOSS_TYPES is loss.LOSS_TYPES
+    assert config_module.SCALE_REWARDS is advantages.SCALE_REWARDS
+    assert config_module.REWARD_RULES is reward.REWARD_RULES
+    assert set(Config().scoring.weights) == set(suite.KNOWN_SCORERS)
+    assert Config().student.system_prompt == Config().teacher.system_prompt
 
 
 def test_tiny_config_loads():

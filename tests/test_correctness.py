@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from rfai.tasks import Task
 from scorers.correctness import CorrectnessScorer, run_python_tests
 from scorers.sandbox import SandboxLimits
+from scorers.task import Task
 
 LIMITS = SandboxLimits(wall_seconds=5.0, cpu_seconds=5.0)
 ADD = "def add(a, b):\n    return a + b\n"

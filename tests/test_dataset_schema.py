@@ -1,30 +1,93 @@
-"""The row schema: in sync with the trainer, broken lines reported as file:line, pandas dtypes."""
+"""The row schema: the trainer's real rows fit it, broken lines reported as file:line, dtypes."""
 
 import json
-import re
-from pathlib import Path
+from concurrent.futures import Future
 
 import pandas as pd
 import pytest
 
+from rfai.config import ScoringConfig
 from rfai.dataset_schema import (
     FIELD_NAMES,
     PANDAS_DTYPES,
     DatasetValidationError,
+    RowContext,
+    row_problems,
     validate_folder,
     validate_split,
 )
+from rfai.dataset_schema import make_row as make_trainer_row
+from rfai.extract import ExtractedCode
+from rfai.rollout import Completion
+from rfai.scored_rollout import sample_row, score_completion
+from scorers.suite import ScoringSuite
+from scorers.task import Task
 from tests.dataset_rows import make_dataset, make_row
 
-REPO = Path(__file__).resolve().parents[1]
+
+class _RaisingSuite(ScoringSuite):
+    """A real suite whose student scoring raises: a scorer bug."""
+
+    def score(self, task, code, *, baseline=None):
+        raise RuntimeError("malformed cost event")
 
 
-def test_schema_lists_exactly_the_fields_the_trainer_writes():
-    source = (REPO / "rfai" / "scored_rollout.py").read_text()
-    block = re.search(r"\n(\s+)row = \{\n(.*?)\n\1\}", source, re.S)
-    assert block, "scored_rollout.py no longer builds `row = {...}`; update this test"
-    keys = re.findall(r'^\s+"(\w+)":', block.group(2), re.M)
-    assert sorted(keys) == sorted(FIELD_NAMES)
+def _trainer_row(suite: ScoringSuite, text: str) -> dict:
+    """A row as the trainer makes it: a real completion scored by `score_completion`."""
+    task = Task("py-add", "Write add(a, b).", "python", "add", ("assert add(1, 2) == 3",), None)
+    config = ScoringConfig(weights={"correctness": 1.0})
+    teacher: Future = Future()
+    teacher.set_result(ScoringSuite.from_config(config).score_teacher(task, ADD))
+    completion = Completion(5, 1, 1, (7, 8, 9), "stop", text)
+    sample = score_completion(suite, config, task, teacher, completion)
+    context = RowContext("validation", 3, "Org/student", "reference:reference_solution", "run9")
+    return sample_row(context, task, ADD, completion, sample)
+
+
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+def test_the_trainers_rows_have_exactly_the_schemas_fields_and_pass_it():
+    suite = ScoringSuite.from_config(ScoringConfig(weights={"correctness": 1.0}))
+    row = _trainer_row(suite, f"```python\n{ADD}```")
+    assert tuple(row) == FIELD_NAMES and row_problems(row) == []
+    assert (row["status"], row["student_score"], row["reward"], row["error"]) == (
+        "passed",
+        1.0,
+        1.0,
+        None,
+    )
+    assert (row["split"], row["step"], row["group_index"], row["sample_index"]) == (
+        "validation",
+        3,
+        1,
+        1,
+    )
+    assert (row["completion_tokens"], row["extraction"], row["run_id"]) == (3, "fenced", "run9")
+    failing = _trainer_row(suite, "```python\ndef add(a, b):\n    return a - b\n```")
+    assert row_problems(failing) == [] and failing["status"] == "failed"
+    assert failing["reward"] == 0.0 and failing["error"].startswith("test 0: AssertionError")
+
+
+def test_a_scorer_error_row_from_the_trainer_passes_the_schema():
+    row = _trainer_row(_RaisingSuite.from_config(ScoringConfig()), f"```python\n{ADD}```")
+    assert tuple(row) == FIELD_NAMES and row_problems(row) == []
+    assert row["status"] == "scorer_error" and row["error"] == (
+        "scorer_error: RuntimeError: malformed cost event"
+    )
+    assert (row["student_score"], row["reward"]) == (None, None)
+    assert row["teacher_score"] == 1.0 and row["teacher_tests_passed"] == 1
+
+
+def test_make_row_refuses_a_row_with_both_or_neither_of_score_and_scorer_error():
+    task = Task("t", "p", "python", "f", (), None)
+    completion = Completion(0, 0, 0, (1,), "stop", "x")
+    context = RowContext("train", 1, "s", "t:m", "r")
+    with pytest.raises(ValueError, match="either a student score or a scorer_error"):
+        make_trainer_row(
+            context, task, completion, teacher_code="", extracted=ExtractedCode("x", "no_fence"),
+            student=None, teacher=None, reward=None,
+        )  # fmt: skip
 
 
 def test_broken_lines_are_reported_with_file_and_line(tmp_path):
@@ -84,7 +147,7 @@ def test_pandas_reads_whole_number_scores_as_float_with_pandas_dtypes(tmp_path):
 
 
 def test_scorer_error_rows_have_null_scores_and_other_rows_do_not(tmp_path):
-    # rfai/scored_rollout.py: a sample whose scoring raised has no score and no reward.
+    # A sample whose scoring raised (rfai/scored_rollout.py) has no score and no reward.
     bug = make_row(0, 1) | {
         "status": "scorer_error",
         "student_score": None,

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rfai.tasks import Task
 from scorers.correctness import run_compiled_tests, run_python_tests
 from scorers.efficiency import measure
 from scorers.languages import Toolchain
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 
 LIMITS = SandboxLimits(wall_seconds=10.0, cpu_seconds=10.0)
 TOOLCHAIN = Toolchain.discover()

@@ -8,7 +8,8 @@ import pytest
 from huggingface_hub.utils import _http
 
 from rfai.cli import export_main, upload_model_main
-from rfai.config import Config, ConfigError, config_from_dict, save_config
+from rfai.config import Config, ConfigError
+from rfai.config_load import config_from_dict, save_config
 from rfai.hub import HubError, check_upload_ready, export_dataset, resolve_token, upload_model
 from tests.dataset_rows import make_dataset
 from tests.fake_hub import FakeHub

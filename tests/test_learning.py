@@ -46,15 +46,15 @@ def _run(model_dir, *, sign: float, fine_tune_type: str, lr: float, steps: int) 
     mx.random.seed(1)
     means = []
     for _ in range(steps):
-        completions, _ = generate_groups(
+        completions, logprobs, _ = generate_groups(
             student.model, tok, prompts, GROUP, max_new_tokens=12, temperature=1.0
         )
         rewards = [even_fraction(c.tokens) for c in completions]
         means.append(float(np.mean(rewards)))
         adv = group_advantages(mx.array(rewards), GROUP, "group").tolist()
         samples = [
-            Sample(prompts[c.prompt_index], c.tokens, c.logprobs, sign * a, False)
-            for c, a in zip(completions, adv, strict=True)
+            Sample(prompts[c.prompt_index], c.tokens, lp, sign * a, False)
+            for c, lp, a in zip(completions, logprobs, adv, strict=True)
         ]
         updater.step(samples)
     return means

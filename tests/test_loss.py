@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 
 from rfai.loss import (
+    LOSS_DENOMINATORS,
     LOSS_TYPES,
     LossNormalizer,
     aggregate_loss,
     kl_k3,
+    loss_denominator,
     policy_loss,
     token_logprobs,
 )
+from rfai.update import loss_scale
 
 
 def _np_logprobs(logits: np.ndarray, targets: np.ndarray, temperature: float) -> np.ndarray:
@@ -293,3 +296,27 @@ def test_invalid_arguments_raise():
         )
     with pytest.raises(ValueError, match="temperature"):
         token_logprobs(mx.zeros((1, 1, 3)), mx.zeros((1, 1), dtype=mx.int32), temperature=0.0)
+
+
+def test_one_denominator_table_serves_the_loss_and_the_update_scale():
+    # Norm of a 10-sequence batch, 37 tokens, 3 micro-batches, longest completion 6:
+    # grpo 10 sequences, bnpo 3 micro-batches, dr_grpo 10 x 6 = 60, dapo 37 tokens.
+    norm = LossNormalizer(
+        total_sequences=10, total_tokens=37, num_micro_batches=3, max_completion_length=6
+    )
+    expected = {"grpo": 10, "bnpo": 3, "dr_grpo": 60, "dapo": 37}
+    assert LOSS_TYPES == tuple(LOSS_DENOMINATORS) == tuple(expected)
+    unit = LossNormalizer(
+        total_sequences=1, total_tokens=1, num_micro_batches=1, max_completion_length=1
+    )
+    per_token = mx.array([[1.0, 2.0, 4.0], [8.0, 16.0, 0.0]])  # (2, 3)
+    mask = mx.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # (2, 3)
+    for loss_type, denominator in expected.items():
+        assert loss_denominator(loss_type, norm) == denominator
+        assert loss_scale(loss_type, norm) == 1.0 / denominator
+        # The update's compiled loss (unit normaliser) times its scale is the real loss.
+        unit_loss = aggregate_loss(per_token, mask, loss_type, unit).item()
+        real_loss = aggregate_loss(per_token, mask, loss_type, norm).item()
+        assert unit_loss * loss_scale(loss_type, norm) == pytest.approx(real_loss, rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss_type 'ppo'"):
+        loss_denominator("ppo", norm)

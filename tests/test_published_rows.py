@@ -4,8 +4,9 @@
    token-shaped strings do not.
 2. Hostile programs in Python, C++ and Rust that read a secret file and try to get it into
    the row's `error` (exception message, stderr then crash, `#include`, `include!`,
-   `include_str!`, `#[path]`), scored through `ScoringSuite.score` and written as a row by
-   `RolloutScorer._score`: the secret is nowhere in the row, the status and score are right.
+   `include_str!`, `#[path]`), scored by the trainer's own `score_completion` and made a row
+   by `sample_row` (`make_row`): the secret is nowhere in the row, the status and score are
+   right.
    The secret's path is fixed so that compiled programs hit the compile cache between runs.
 3. A suite whose `score` / `score_teacher` raise (a scorer bug) during a real training step
    on the tiny model: the step finishes, the samples are counted, logged once, written with
@@ -17,20 +18,19 @@ from __future__ import annotations
 import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from rfai.config import load_config
-from rfai.dataset_schema import read_rows, validate_folder
+from rfai.config_load import load_config
+from rfai.dataset_schema import RowContext, read_rows, validate_folder
 from rfai.dataset_writer import DatasetWriter
 from rfai.rollout import Completion
-from rfai.scored_rollout import RolloutScorer
-from rfai.tasks import Task
+from rfai.scored_rollout import sample_row, score_completion
 from scorers.pool import ScoringPool
 from scorers.redact import find_token, scrub_error, scrub_message
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_Q3v9XkLm2PzR8tYwB4nJc7HdF1sGaE6uKo"
@@ -214,13 +214,12 @@ def secret_file():
 
 @pytest.fixture(scope="module")
 def hostile_rows(secret_file, tmp_path_factory):
-    """Each program scored and written as a row by the trainer's own code (no generation)."""
+    """Each program scored and made a row by the trainer's own code (no generation)."""
     suite = ScoringSuite({"correctness": 1.0}, LIMITS)
     config = load_config(REPO / "configs" / "tiny.yaml")
     folder = tmp_path_factory.mktemp("hostile-rows")
     writer = DatasetWriter(folder)
-    teacher = SimpleNamespace(name="reference", model="reference_solution")
-    rollouts = RolloutScorer(config, None, teacher, suite, writer, "run1", print)
+    context = RowContext("train", 1, config.student.path, "reference:reference_solution", "run1")
     teacher_score: Future = Future()
     teacher_score.set_result(
         suite.score(_task("python", ("assert f() == 1",)), "def f(): return 1")
@@ -230,16 +229,16 @@ def hostile_rows(secret_file, tmp_path_factory):
         i, (name, (language, tests, code, _)) = item
         task = _task(language, tests, name)
         fence = {"python": "python", "cpp": "cpp", "rust": "rust"}[language]
-        completion = Completion(
-            i, i, 0, (1, 2, 3), (0.0, 0.0, 0.0), "stop", f"```{fence}\n{code}```"
-        )
-        return name, rollouts._score(
-            "train", 1, task, "def f(): return 1", teacher_score, completion
-        )
+        completion = Completion(i, i, 0, (1, 2, 3), "stop", f"```{fence}\n{code}```")
+        sample = score_completion(suite, config.scoring, task, teacher_score, completion)
+        return name, (task, completion, sample)
 
     with ThreadPoolExecutor(4) as pool:  # compiles in parallel
-        samples = dict(pool.map(one, enumerate(PROGRAMS.items())))
+        scored = dict(pool.map(one, enumerate(PROGRAMS.items())))
+    for task, completion, sample in scored.values():
+        writer.write("train", sample_row(context, task, "def f(): return 1", completion, sample))
     writer.close()
+    samples = {name: sample for name, (_, _, sample) in scored.items()}
     rows = {row["task_id"]: row for row in read_rows(folder / "train.jsonl")}
     return folder, samples, rows
 
@@ -298,7 +297,8 @@ class BuggySuite(ScoringSuite):
 
 
 def test_a_scorer_bug_is_a_counted_skipped_sample_never_a_crash(tiny_model_dir, tmp_path, capsys):
-    from rfai.trainer import Trainer
+    from rfai.run import build_run
+    from rfai.trainer import run_step
 
     out = tmp_path / "run"
     config = load_config(
@@ -311,12 +311,11 @@ def test_a_scorer_bug_is_a_counted_skipped_sample_never_a_crash(tiny_model_dir, 
         ],
         model=str(tiny_model_dir),
     )
-    trainer = Trainer(config)
+    run = build_run(config)
     buggy = BuggySuite.from_config(config.scoring)
-    trainer.rollouts.suite = buggy
     with ScoringPool(buggy, 1) as pool:  # one worker: teachers are scored before students
-        metrics = trainer.run_step(1, pool)
-    trainer.logger.log(1, metrics)
+        metrics = run_step(run, 1, pool)
+    run.logger.log(1, metrics)
     logged = capsys.readouterr().out
     # batch_size 4 x group_size 4: two tasks' groups (8 samples) raised; both groups dropped.
     assert metrics["scorer_errors"] == 8 and metrics["skipped_tasks"] == 2
@@ -339,8 +338,7 @@ def test_a_scorer_bug_is_a_counted_skipped_sample_never_a_crash(tiny_model_dir, 
     assert logged.count("scoring raised on task") == 2  # 8 samples, 2 reasons
     assert "scorer errors 8" in logged  # the step's console line
     # The run goes on: the next step (suite fixed) trains, and the rows pass the export check.
-    trainer.rollouts.suite = trainer.suite
-    with ScoringPool(trainer.suite, 2) as pool:
-        assert trainer.run_step(2, pool)["scorer_errors"] == 0
-    trainer.writer.close()
+    with run.scoring_pool() as pool:
+        assert run_step(run, 2, pool)["scorer_errors"] == 0
+    run.writer.close()
     assert validate_folder(tmp_path / "datasets") == {"train": 32}

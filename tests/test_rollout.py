@@ -28,7 +28,7 @@ def test_behaviour_logprobs_match_a_teacher_forced_forward(student, temperature)
     tok = student.tokenizer
     prompts = [tok.encode("def add(a, b):"), tok.encode("# sort a list\nimport")]
     mx.random.seed(3)
-    completions, stats = generate_groups(
+    completions, logprobs, stats = generate_groups(
         student.model, tok, prompts, 3, max_new_tokens=12, temperature=temperature
     )
     assert len(completions) == 6
@@ -40,11 +40,12 @@ def test_behaviour_logprobs_match_a_teacher_forced_forward(student, temperature)
         (1, 0),
     ]
     assert stats.generated_tokens == sum(len(c.tokens) for c in completions)
-    for c in completions:
-        assert len(c.tokens) == len(c.logprobs) >= 1
+    assert len(logprobs) == len(completions)
+    for c, lp in zip(completions, logprobs, strict=True):
+        assert len(c.tokens) == len(lp) >= 1
         expected = _forward_logprobs(student.model, prompts[c.prompt_index], c.tokens, temperature)
         # Incremental decoding with a KV cache vs one full forward: float32 round-off only.
-        np.testing.assert_allclose(c.logprobs, expected, atol=2e-4)
+        np.testing.assert_allclose(lp, expected, atol=2e-4)
 
 
 class _ManyStops:
@@ -63,7 +64,7 @@ def test_finish_reasons_stop_tokens_and_text(student):
     tok = _ManyStops(student.tokenizer)
     prompts = [student.tokenizer.encode("x = 1")]
     mx.random.seed(0)
-    completions, _ = generate_groups(
+    completions, _, _ = generate_groups(
         student.model, tok, prompts, 32, max_new_tokens=6, temperature=1.0
     )
     for c in completions:
@@ -82,7 +83,7 @@ def test_finish_reasons_stop_tokens_and_text(student):
 def test_on_complete_sees_every_completion_once(student):
     tok = student.tokenizer
     seen = []
-    completions, _ = generate_groups(
+    completions, _, _ = generate_groups(
         student.model,
         tok,
         [tok.encode("a"), tok.encode("b")],
@@ -94,8 +95,7 @@ def test_on_complete_sees_every_completion_once(student):
     assert sorted(c.index for c in seen) == list(range(8))
     by_index = {c.index: c for c in seen}
     for c in completions:
-        assert by_index[c.index].tokens == c.tokens
-        assert by_index[c.index].text == c.text
+        assert by_index[c.index] is c  # built once, when it finished
 
 
 def test_temperature_must_be_positive(student):

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from rfai.sampler import TaskSampler
-from rfai.tasks import Task
+from scorers.task import Task
 
 
 def make_tasks(n: int) -> list[Task]:

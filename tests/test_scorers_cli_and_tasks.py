@@ -10,12 +10,13 @@ from concurrent.futures import as_completed
 
 import pytest
 
-from rfai.tasks import Task, load_tasks
+from rfai.tasks import load_tasks
 from scorers.languages import Toolchain
 from scorers.pool import ScoringPool
 from scorers.reward import compute_reward
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 from scorers.validation import validate_tasks
 from tests.helpers import REPO, cli_env
 

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from rfai.tasks import Task
 from scorers.correctness import run_compiled_tests
 from scorers.languages import Toolchain, ToolchainError, compile_program
 from scorers.sandbox import SandboxLimits
+from scorers.task import Task
 
 LIMITS = SandboxLimits(wall_seconds=5.0, cpu_seconds=5.0)
 TOOLCHAIN = Toolchain.discover()

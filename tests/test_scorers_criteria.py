@@ -4,13 +4,13 @@ import math
 
 import pytest
 
-from rfai.tasks import Task
 from scorers.documentation import compiled_documentation, python_documentation
 from scorers.efficiency import Cost, efficiency_score
 from scorers.languages import Toolchain
 from scorers.quality import complexity_part, lint_part, python_quality, ruff_findings
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
+from scorers.task import Task
 
 LIMITS = SandboxLimits(wall_seconds=10.0)
 ALL = {"correctness": 0.3, "code_quality": 0.3, "efficiency": 0.2, "documentation": 0.2}

@@ -18,14 +18,14 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from rfai.config import AdapterConfig, StudentConfig
 from rfai.loss import token_logprobs
+from rfai.prompts import solution_request
 from rfai.student import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     StudentLoadError,
     load_student,
-    user_message,
 )
-from rfai.tasks import Task
+from scorers.task import Task
 
 TOKENS = mx.array([[5, 17, 300, 42, 999, 7, 64, 128]])  # (1, 8) arbitrary ids < vocab 1024
 TASK = Task(
@@ -339,7 +339,7 @@ def test_prompt_tokens_render_chatml_with_system_prompt(tiny_model_dir: Path) ->
     text = student.tokenizer.decode(ids)
     assert text == (
         f"<|im_start|>system\n{student.config.system_prompt}<|im_end|>\n"
-        f"<|im_start|>user\n{user_message(TASK)}<|im_end|>\n"
+        f"<|im_start|>user\n{solution_request(TASK)}<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
     assert "Write add(a, b) returning the sum." in text
@@ -361,9 +361,9 @@ def test_prompt_tokens_without_system_prompt(tiny_model_dir: Path) -> None:
     ("language", "fence", "name"),
     [("python", "python", "Python"), ("cpp", "cpp", "C++"), ("rust", "rust", "Rust")],
 )
-def test_user_message_names_language_and_fence(language: str, fence: str, name: str) -> None:
+def test_solution_request_names_language_and_fence(language: str, fence: str, name: str) -> None:
     task = Task("t", "Do it.  \n\n", language, None, (), None)
-    assert user_message(task) == (
+    assert solution_request(task) == (
         f"Do it.\n\nWrite the complete solution in {name} in a single ```{fence} code block."
     )
 

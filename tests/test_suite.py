@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from rfai.tasks import Task
 from scorers import suite as suite_module
 from scorers.pool import ScoringPool
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringError, ScoringSuite
+from scorers.task import Task
 
 LIMITS = SandboxLimits(wall_seconds=10.0)
 TESTS = ("assert double(1) == 2", "assert double(2) == 4", "assert double(3) == 6")

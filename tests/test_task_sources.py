@@ -1,6 +1,7 @@
 """Task sources (prompt files, HumanEval, datasets), load-time validation, and the selection
 the trainer gets: filters, seeded sampling, curriculum, overlap."""
 
+import dataclasses
 import gzip
 import json
 
@@ -9,9 +10,10 @@ import pytest
 from rfai.config import ConfigError, DataConfig
 from rfai.task_selection import find_overlap, load_task_splits, select_tasks
 from rfai.task_sources import load_task_source
-from rfai.tasks import Task, TaskFormatError, load_tasks
+from rfai.tasks import TaskFormatError, load_tasks
 from scorers.correctness import run_python_tests
 from scorers.sandbox import SandboxLimits
+from scorers.task import Task
 
 HUMANEVAL_RECORD = {
     "task_id": "HumanEval/0",
@@ -215,7 +217,7 @@ def test_load_task_splits_end_to_end(tmp_path):
     assert "4 task(s) read, 1 record(s) skipped, 2 kept" in summary
     assert f"skipped {train}:5: invalid JSON" in summary and "overlap train/evaluation" in summary
     with pytest.raises(TaskFormatError, match=f"{train}:5"):
-        load_task_splits(data, strict=True)
+        load_task_splits(dataclasses.replace(data, strict=True))
     with pytest.raises(TaskFormatError, match="no training task left"):
         load_task_splits(DataConfig(train_file=train, languages=("cpp",)))
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from rfai.tasks import SUPPORTED_LANGUAGES, Task, TaskFormatError, canonical_language, load_tasks
+from rfai.tasks import TaskFormatError, canonical_language, load_tasks
+from scorers.task import SUPPORTED_LANGUAGES, Task
 
 GOOD = {"task_id": "t-1", "prompt": "Write f.", "language": "py", "tests": ["assert f() == 1"]}
 

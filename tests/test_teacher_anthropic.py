@@ -3,8 +3,8 @@
 import pytest
 
 from rfai.config import TeacherConfig
-from rfai.tasks import Task
 from rfai.teachers import TeacherError, build_teacher
+from scorers.task import Task
 from tests.teacher_server import Action, ScriptedServer, anthropic_reply
 
 KEY = "sk-ant-test-SECRET-77"

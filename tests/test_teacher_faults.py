@@ -8,9 +8,9 @@ import time
 import pytest
 
 from rfai.config import TeacherConfig
-from rfai.tasks import Task
 from rfai.teachers import TeacherError, build_teacher
 from rfai.teachers.http import parse_retry_after
+from scorers.task import Task
 from tests.teacher_server import Action, ScriptedServer, openai_reply
 
 KEY = "sk-test-SECRET-4f9a1c"
@@ -234,7 +234,8 @@ def test_a_key_pasted_into_api_key_env_is_rejected_without_echo():
 
 def test_resolved_config_saved_with_a_run_holds_only_the_variable_name(tmp_path, monkeypatch):
     # The run's config.yaml (copied into the dataset and card) names the variable, not the key.
-    from rfai.config import Config, load_config, save_config
+    from rfai.config import Config
+    from rfai.config_load import load_config, save_config
 
     monkeypatch.setenv("RFAI_TEST_KEY", KEY)
     config = Config(teacher=TeacherConfig(backend="openai", model="m", api_key_env="RFAI_TEST_KEY"))

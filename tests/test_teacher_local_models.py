@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 
 from rfai.config import TeacherConfig
-from rfai.tasks import Task
 from rfai.teachers import build_teacher
+from scorers.task import Task
 
 TASKS = [
     Task("t-add", "Write `add(a, b)` returning a + b.", "python", "add", (), None),

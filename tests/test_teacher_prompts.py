@@ -5,17 +5,12 @@ import multiprocessing
 
 import pytest
 
-from rfai.tasks import Task
+from rfai.prompts import solution_messages
 from rfai.teachers import WrittenTests, add_teacher_tests
 from rfai.teachers.cache import TeacherCache, cache_key
-from rfai.teachers.prompts import (
-    AnswerError,
-    messages_for_tests,
-    parse_tests,
-    solution_code,
-    solution_messages,
-)
+from rfai.teachers.prompts import AnswerError, messages_for_tests, parse_tests, solution_code
 from rfai.teachers.reference import ReferenceTeacher
+from scorers.task import Task
 
 PY = Task("p", "Write `rle(s)`.", "python", "rle", (), None)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from rfai.config import TeacherConfig
 from rfai.teachers.api import ApiGenerate, read_api_key, settings
+from rfai.teachers.base import TeacherStats
 from rfai.teachers.cache import TeacherCache
-from rfai.teachers.core import GeneratingTeacher, Messages, Reply, TeacherStats
+from rfai.teachers.core import GeneratingTeacher, Messages, Reply
 from rfai.teachers.http import RequestFailed, post_json
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"

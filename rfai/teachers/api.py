@@ -19,8 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from rfai.config import TeacherConfig
-from rfai.teachers import TeacherError
-from rfai.teachers.core import Budget, Failed, Messages, Reply, TeacherStats
+from rfai.teachers.base import TeacherError, TeacherStats
+from rfai.teachers.core import Budget, Failed, Messages, Reply
 from rfai.teachers.http import RequestFailed, RetryPolicy, redact
 
 logger = logging.getLogger("rfai.teachers")

@@ -12,16 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rfai.tasks import Task
-from rfai.teachers import TeacherAnswer, TeacherError, WrittenTests
+from rfai.prompts import solution_messages
+from rfai.teachers.base import TeacherAnswer, TeacherError, TeacherStats, WrittenTests
 from rfai.teachers.cache import TeacherCache, cache_key
-from rfai.teachers.prompts import (
-    AnswerError,
-    messages_for_tests,
-    parse_tests,
-    solution_code,
-    solution_messages,
-)
+from rfai.teachers.prompts import AnswerError, messages_for_tests, parse_tests, solution_code
+from scorers.task import Task
 
 Messages = list[dict[str, str]]
 
@@ -42,42 +37,6 @@ class Failed:
 
 
 Generate = Callable[[list[Messages]], list["Reply | Failed"]]
-
-
-class TeacherStats:
-    """Counters since the teacher was built, for the trainer's metrics (thread-safe)."""
-
-    FIELDS = (
-        "requests",  # backend calls made (HTTP attempts, retries included; mlx: prompts)
-        "retries",  # attempts repeated after a timeout, 429 or 5xx
-        "failures",  # tasks answered None (after retries, budget refusals, no code)
-        "budget_refusals",  # requests not made because the per-run budget was spent
-        "prompt_tokens",
-        "completion_tokens",
-    )
-
-    def __init__(self, cache: TeacherCache | None = None) -> None:
-        self.cache = cache
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.FIELDS, 0)
-
-    def add(self, **amounts: int) -> None:
-        with self._lock:
-            for name, amount in amounts.items():
-                self._counts[name] += amount
-
-    def get(self, name: str) -> int:
-        with self._lock:
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        """``teacher_<counter>`` -> value, cache hits and misses included (0 without a cache)."""
-        with self._lock:
-            out = {f"teacher_{k}": v for k, v in self._counts.items()}
-        cache = self.cache.stats if self.cache is not None else None
-        out["teacher_cache_hits"] = cache.hits if cache else 0
-        out["teacher_cache_misses"] = cache.misses if cache else 0
-        return out
 
 
 class Budget:

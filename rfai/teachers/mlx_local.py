@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from rfai.config import TeacherConfig
-from rfai.teachers import TeacherError
+from rfai.teachers.base import TeacherError, TeacherStats
 from rfai.teachers.cache import TeacherCache
-from rfai.teachers.core import Failed, GeneratingTeacher, Messages, Reply, TeacherStats
+from rfai.teachers.core import Failed, GeneratingTeacher, Messages, Reply
 
 
 class MlxGenerate:

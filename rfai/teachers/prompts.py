@@ -1,8 +1,8 @@
 """What a generating teacher (openai, anthropic, mlx) is asked, and how its answer is read.
 
-Solutions: a system turn (``teacher.system_prompt``) and a user turn with the task's prompt and
-the answer format, one fenced block in the task's language; the code is taken out with
-`rfai.extract.extract_code`, the rule the student's completions go through.
+Solutions: the same chat the student is given (`rfai.prompts.solution_messages`, with
+``teacher.system_prompt``), so the teacher answers the student's question; the code is taken
+out with `rfai.extract.extract_code`, the rule the student's completions go through.
 
 Tests, for tasks that have none (``teacher.write_tests``): the user turn below asks for one
 fenced block of assertions that call the task's entry point. They are split into the task's
@@ -21,24 +21,15 @@ import ast
 import re
 
 from rfai.extract import extract_code
-from rfai.tasks import Task
+from rfai.prompts import LANGUAGES, chat_messages
+from scorers.task import Task
 
-LANGUAGES = {"python": ("Python", "python"), "cpp": ("C++", "cpp"), "rust": ("Rust", "rust")}
 ASSERT_FORMS = {
     "python": "`assert` statements",
     "cpp": "`assert(...);` statements",
     "rust": "`assert!`, `assert_eq!` or `assert_ne!` statements",
 }
 TESTS_SYSTEM_PROMPT = "You are an expert programmer who writes precise unit tests."
-
-
-def solution_messages(task: Task, system_prompt: str) -> list[dict[str, str]]:
-    name, fence = LANGUAGES[task.language]
-    user = (
-        f"{task.prompt.rstrip()}\n\n"
-        f"Write the complete solution in {name} in a single ```{fence} code block."
-    )
-    return _with_system(system_prompt, user)
 
 
 def messages_for_tests(task: Task) -> list[dict[str, str]]:
@@ -52,12 +43,7 @@ def messages_for_tests(task: Task) -> list[dict[str, str]]:
         f"a single ```{fence} code block that contains only those statements (and imports "
         f"they need)."
     )
-    return _with_system(TESTS_SYSTEM_PROMPT, user)
-
-
-def _with_system(system_prompt: str, user: str) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*messages, {"role": "user", "content": user}]
+    return chat_messages(TESTS_SYSTEM_PROMPT, user)
 
 
 class AnswerError(ValueError):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rfai.tasks import Task
-from rfai.teachers import TeacherAnswer, WrittenTests
-from rfai.teachers.core import TeacherStats
+from rfai.teachers.base import TeacherAnswer, TeacherStats, WrittenTests
+from scorers.task import Task
 
 
 class ReferenceTeacher:

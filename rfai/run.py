@@ -1,0 +1,206 @@
+"""Assembly of a training run from its config: every check, then every part, as data.
+
+`build_run` checks in order from cheap to expensive, so a mistake is reported before the
+slow work behind it:
+1. paths and config: the output folder, the upload settings (repo ids, a token; no network
+   call), and the resume state (a checkpoint must exist with --resume and must not without);
+2. the task files (read and filtered, no program run);
+3. the student model loads (a typo in --model is reported here, before any sandbox work),
+   then the teacher (an API teacher reads its key; a local teacher loads its model);
+4. the compilers and the sandbox the tasks' languages need;
+5. tests the teacher writes for tasks without any (`teacher.write_tests`: network);
+6. every task's reference solution run against its tests in the sandbox. A task whose
+   reference fails is dropped with a warning naming it: the kept tasks are returned as
+   `CheckedTasks`, nothing is reassigned behind the caller's back.
+Then the sampler, the updater, the dataset writer and, with --resume, the checkpoint's state.
+
+Nothing here runs a training step: `rfai.trainer` runs the loop on the returned `Run`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlx.core as mx
+
+from rfai.checkpoint import latest_checkpoint, load_checkpoint
+from rfai.config import Config
+from rfai.config_load import save_config
+from rfai.dataset_writer import DatasetWriter
+from rfai.hub import check_upload_ready
+from rfai.metrics import MetricsLogger
+from rfai.sampler import TaskSampler
+from rfai.scored_rollout import RolloutRunner
+from rfai.student import Student, load_student
+from rfai.task_selection import TaskSplits, load_task_splits
+from rfai.teachers import Teacher, add_teacher_tests, build_teacher
+from rfai.update import PolicyUpdater
+from scorers import ScoringPool, ScoringSuite, validate_tasks
+from scorers.task import Task
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    output_dir: Path
+    checkpoints: Path
+    metrics: Path
+    dataset_dir: Path
+
+    @classmethod
+    def from_config(cls, config: Config) -> RunPaths:
+        out = Path(config.training.output_dir)
+        hf = config.huggingface
+        # Rows always stream somewhere (resume and upload read them); with
+        # save_datasets_locally false they stay inside the run folder only.
+        dataset_dir = Path(hf.dataset_output_dir) if hf.save_datasets_locally else out / "datasets"
+        return cls(out, out / "checkpoints", out / "metrics.jsonl", dataset_dir)
+
+
+@dataclass(frozen=True)
+class CheckedTasks:
+    """The tasks of each split whose reference passed its tests (or that cannot be checked)."""
+
+    train: list[Task]
+    validation: list[Task]
+    evaluation: list[Task]
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of, assembled and checked by `build_run`."""
+
+    config: Config
+    paths: RunPaths
+    logger: MetricsLogger
+    student: Student
+    teacher: Teacher
+    suite: ScoringSuite
+    workers: int  # scoring threads
+    tasks: CheckedTasks
+    sampler: TaskSampler
+    updater: PolicyUpdater
+    writer: DatasetWriter
+    rollouts: RolloutRunner
+    run_id: str
+    start_step: int  # optimizer steps already done (from the checkpoint with --resume)
+
+    def scoring_pool(self) -> ScoringPool:
+        """A pool of `workers` threads scoring with this run's suite (a context manager)."""
+        return ScoringPool(self.suite, self.workers)
+
+
+def check_paths(config: Config, resume: bool) -> tuple[RunPaths, Path | None]:
+    """Step 1: the output folder, the upload settings and the resume state.
+
+    Returns the paths and the checkpoint to resume from (None for a new run).
+    """
+    paths = RunPaths.from_config(config)
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    # Fail before hours of training, not after: repo ids and a token (no network call).
+    check_upload_ready(config)
+    existing = latest_checkpoint(paths.checkpoints)
+    if resume and existing is None:
+        raise TrainingError(
+            f"--resume: no checkpoint in {paths.checkpoints}; start without --resume"
+        )
+    if not resume and existing is not None:
+        raise TrainingError(
+            f"{paths.output_dir} already holds checkpoints of a run (latest "
+            f"{existing.name}); pass --resume to continue it, or choose another "
+            "training.output_dir"
+        )
+    return paths, existing
+
+
+def check_references(
+    splits: TaskSplits, train: list[Task], suite: ScoringSuite, workers: int, log
+) -> CheckedTasks:
+    """Step 6: every reference against its own tests; returns the tasks kept per split.
+
+    Rewards against a broken reference would be noise, so such a task is dropped with a
+    warning naming it. Raises `TrainingError` when no training task is left.
+    """
+    checked = {}
+    for name, tasks in (
+        ("train", train),
+        ("validation", splits.validation),
+        ("evaluation", splits.evaluation),
+    ):
+        good, problems = validate_tasks(tasks, suite, workers)
+        for message in problems:
+            log(f"{name}: {message}")
+        checked[name] = good
+    if not checked["train"]:
+        raise TrainingError("no training task is left after checking the references")
+    return CheckedTasks(**checked)
+
+
+def with_teacher_tests(teacher: Teacher, tasks: list[Task], log) -> list[Task]:
+    """Step 5: `tasks`, those without tests given the teacher's (when it wrote any)."""
+    tasks, written = add_teacher_tests(teacher, tasks)
+    for w in written:
+        if w.error:
+            log(f"teacher wrote no tests for {w.task_id}: {w.error}")
+    return tasks
+
+
+def build_run(
+    config: Config,
+    *,
+    resume: bool = False,
+    student: Student | None = None,
+) -> Run:
+    """Check and assemble a run (module docstring). `student`: an already prepared student
+    (benchmarks); default: load `config.student`."""
+    paths, checkpoint = check_paths(config, resume)
+    save_config(config, paths.output_dir / "config.yaml")
+    logger = MetricsLogger(
+        paths.metrics, config.logging.every_steps, config.logging.rich, config.training.steps
+    )
+    mx.random.seed(config.training.seed)
+    splits = load_task_splits(config.data)
+    for line in splits.summary():
+        logger.info(line)
+    student = student or load_student(config.student, seed=config.training.seed)
+    student.model.eval()
+    teacher = build_teacher(config.teacher)
+    suite = ScoringSuite.from_config(config.scoring)
+    workers = config.scoring.workers or os.cpu_count() or 1
+    languages = {t.language for t in [*splits.train, *splits.validation, *splits.evaluation]}
+    logger.info(suite.check_environment(languages))
+    train = splits.train
+    if config.teacher.write_tests:
+        train = with_teacher_tests(teacher, train, logger.info)
+    tasks = check_references(splits, train, suite, workers, logger.info)
+    # train_shuffle is False under a curriculum: the sampler then keeps easy-to-hard order.
+    sampler = TaskSampler(tasks.train, splits.train_shuffle, config.data.seed)
+    updater = PolicyUpdater(
+        student,
+        config.grpo,
+        config.training,
+        config.rollout.temperature,
+        total_updates=config.training.steps * config.grpo.num_iterations,
+    )
+    writer = DatasetWriter(paths.dataset_dir)
+    run_id, start_step = uuid.uuid4().hex[:12], 0
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, student, updater.optimizer)
+        run_id, start_step = state.run_id, state.step
+        sampler.load_state_dict(state.sampler)
+        removed = writer.rollback(state.dataset_offsets, run_id)
+        logger.info(
+            f"resumed {checkpoint} at step {state.step}; rolled back rows written after it: "
+            f"{removed}"
+        )
+    rollouts = RolloutRunner(config, student, teacher, run_id, logger.info)
+    return Run(
+        config, paths, logger, student, teacher, suite, workers, tasks, sampler, updater,
+        writer, rollouts, run_id, start_step,
+    )  # fmt: skip
