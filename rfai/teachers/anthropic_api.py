@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rfai.config import TeacherConfig
-from rfai.teachers.api import ApiGenerate, read_api_key, settings
-from rfai.teachers.base import TeacherStats
-from rfai.teachers.cache import TeacherCache
+from rfai.teachers.api import api_teacher, read_api_key
 from rfai.teachers.core import GeneratingTeacher, Messages, Reply
 from rfai.teachers.http import RequestFailed, post_json
 
@@ -62,14 +60,4 @@ def build_anthropic_teacher(config: TeacherConfig) -> GeneratingTeacher:
         data = post_json(url, headers, messages_body(config, messages), config.timeout_seconds)
         return parse_message(data, url)
 
-    cache = TeacherCache(config.cache_dir or None)
-    stats = TeacherStats(cache)
-    return GeneratingTeacher(
-        "anthropic",
-        config.model,
-        ApiGenerate("anthropic", send_once, config, stats, secret=key),
-        cache=cache,
-        stats=stats,
-        system_prompt=config.system_prompt,
-        settings=settings(config, base_url),
-    )
+    return api_teacher("anthropic", send_once, config, key, base_url)

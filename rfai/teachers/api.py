@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rfai.config import TeacherConfig
 from rfai.teachers.base import TeacherError, TeacherStats
-from rfai.teachers.core import Budget, Failed, Messages, Reply
+from rfai.teachers.cache import TeacherCache
+from rfai.teachers.core import Budget, Failed, GeneratingTeacher, Messages, Reply
 from rfai.teachers.http import RequestFailed, RetryPolicy, redact
 
 logger = logging.getLogger("rfai.teachers")
@@ -131,3 +132,25 @@ def settings(config: TeacherConfig, base_url: str) -> dict[str, object]:
         "temperature": config.temperature,
         "max_tokens": config.max_tokens,
     }
+
+
+def api_teacher(
+    backend: str,
+    send_once: Callable[[Messages], Reply],
+    config: TeacherConfig,
+    key: str,
+    base_url: str,
+) -> GeneratingTeacher:
+    """A teacher that asks an HTTP API through ``send_once`` (one request, no retries):
+    retries, budgets and concurrency from ``ApiGenerate``, answers cached on disk."""
+    cache = TeacherCache(config.cache_dir or None)
+    stats = TeacherStats(cache)
+    return GeneratingTeacher(
+        backend,
+        config.model,
+        ApiGenerate(backend, send_once, config, stats, secret=key),
+        cache=cache,
+        stats=stats,
+        system_prompt=config.system_prompt,
+        settings=settings(config, base_url),
+    )

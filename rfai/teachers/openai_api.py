@@ -14,9 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from rfai.config import TeacherConfig
-from rfai.teachers.api import ApiGenerate, read_api_key, settings
-from rfai.teachers.base import TeacherStats
-from rfai.teachers.cache import TeacherCache
+from rfai.teachers.api import api_teacher, read_api_key
 from rfai.teachers.core import GeneratingTeacher, Messages, Reply
 from rfai.teachers.http import RequestFailed, post_json
 
@@ -62,14 +60,4 @@ def build_openai_teacher(config: TeacherConfig) -> GeneratingTeacher:
         }
         return parse_chat_completion(post_json(url, headers, body, config.timeout_seconds), url)
 
-    cache = TeacherCache(config.cache_dir or None)
-    stats = TeacherStats(cache)
-    return GeneratingTeacher(
-        "openai",
-        config.model,
-        ApiGenerate("openai", send_once, config, stats, secret=key),
-        cache=cache,
-        stats=stats,
-        system_prompt=config.system_prompt,
-        settings=settings(config, base_url),
-    )
+    return api_teacher("openai", send_once, config, key, base_url)
