@@ -308,7 +308,13 @@ class GRPOConfig:
         "Advantage scaling: group = (r - mean_group) / (std_group + eps) as in GRPO (Shao et "
         "al. 2024, DeepSeekMath); batch = the std over the whole batch instead (Liu et al. "
         '2025, "Tricks or Traps? A Deep Dive into RL for LLM Reasoning"); none = no division, '
-        'as Dr. GRPO recommends (Liu et al. 2025, "Understanding R1-Zero-Like Training").',
+        'as Dr. GRPO recommends (Liu et al. 2025, "Understanding R1-Zero-Like Training"). '
+        "How the teacher score T enters (scorers/reward.py): under group it cancels for ratio "
+        "(one divisor per group) and difference (one shift), except where ratios pass "
+        "reward_cap / 2 and the soft cap bends them; under batch a ratio group's advantages "
+        "scale with 1 / max(T, teacher_floor), and difference only widens the shared std; under "
+        "none ratio advantages are centred student scores / max(T, teacher_floor), difference "
+        "ones teacher-free. absolute ignores T.",
     )
     advantage_eps: float = key(1e-4, "eps in the denominator above")
     drop_zero_variance_groups: bool = key(
@@ -339,9 +345,9 @@ class GRPOConfig:
         "dapo",
         "Loss aggregation (rfai/loss.py): grpo = mean over sequences of each sequence's token "
         "mean (GRPO); bnpo = token mean per micro-batch (TRL's BNPO); dr_grpo = token sum / "
-        "(sequences x max_completion_length) (Dr. GRPO); dapo = token sum / all tokens in the "
-        "batch (DAPO), which weighs every token equally, so long completions are not "
-        "down-weighted.",
+        "(sequences x rollout.max_new_tokens), a constant (Dr. GRPO); dapo = token sum / all "
+        "tokens in the batch (DAPO), which weighs every token equally, so long completions are "
+        "not down-weighted.",
     )
     num_iterations: int = key(
         1,
@@ -382,13 +388,22 @@ class ScoringConfig:
     )
     reward: str = key(
         "ratio",
-        "reward = student_score / max(teacher_score, teacher_floor), capped at reward_cap "
-        "(ratio, e.g. 0.85 against 0.92 gives 0.924); difference = student - teacher; "
-        "absolute = student_score. A teacher scoring 0 (or below the floor) gives "
-        "student_score / teacher_floor, capped, so the reward stays finite and bounded.",
+        "ratio: x = student_score / max(teacher_score, teacher_floor), reward = x up to "
+        "reward_cap / 2 and reward_cap - reward_cap**2 / (4 x) above (e.g. 0.85 against 0.92 "
+        "gives 0.924; against a teacher at 0.1, students 0.2 ... 0.9 get 1.5 ... 1.889); "
+        "difference = student - teacher; absolute = student_score. Every rule is strictly "
+        "increasing in the student score, so students of one task are never tied by the rule. "
+        "A teacher scoring 0 (or below the floor) gives x = student_score / teacher_floor, so "
+        "the reward stays finite and below reward_cap. Under scale_rewards: group the teacher "
+        "cancels out of ratio and difference advantages (see grpo.scale_rewards).",
     )
     teacher_floor: float = key(0.05, "smallest teacher score the ratio divides by")
-    reward_cap: float = key(2.0, "largest ratio reward")
+    reward_cap: float = key(
+        2.0,
+        "bound of the ratio reward, approached but never reached: the ratio itself up to "
+        "reward_cap / 2 (1.0, matching the teacher, by default), then reward_cap - "
+        "reward_cap**2 / (4 x), which keeps every student distinct (a hard cap tied them)",
+    )
     workers: int = key(0, "parallel scoring workers; 0 = one per CPU core")
     # The sandbox's and the toolchain's own defaults (scorers/), so `python -m scorers` and a
     # training run limit and compile programs alike.

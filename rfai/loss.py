@@ -21,9 +21,11 @@ Loss types (how the masked l_it become one number), as TRL's ``GRPOTrainer`` def
 - ``bnpo``: token mean within each micro-batch, averaged over micro-batches (TRL's "bnpo":
   normalised by the active tokens of the local batch, so the result depends on how the batch
   is split).
-- ``dr_grpo``: sum over tokens / (sequences * max_completion_length), a constant denominator
-  with no length bias (Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical
-  Perspective", Dr. GRPO).
+- ``dr_grpo``: sum over tokens / (sequences * max_completion_length), where
+  max_completion_length is the configured limit (``rollout.max_new_tokens``), not the batch's
+  longest completion: a constant denominator with no length bias (Liu et al. 2025,
+  "Understanding R1-Zero-Like Training: A Critical Perspective", Dr. GRPO; TRL's
+  ``max_completion_length``).
 - ``dapo``: sum over tokens / tokens in the whole batch, the global token-level mean
   (Yu et al. 2025, DAPO).
 
@@ -73,7 +75,7 @@ class LossNormalizer:
     total_sequences: int  # sequences in the full batch (after any dropping)
     total_tokens: int  # unmasked completion tokens in the full batch
     num_micro_batches: int
-    max_completion_length: int
+    max_completion_length: int  # the configured limit (rollout.max_new_tokens), a constant
 
     def __post_init__(self) -> None:
         # Each is a denominator; total_tokens may be 0 (all completions empty): dapo uses max(., 1).

@@ -187,6 +187,7 @@ def build_run(
         config.training,
         config.rollout.temperature,
         total_updates=config.training.steps * config.grpo.num_iterations,
+        max_new_tokens=config.rollout.max_new_tokens,
     )
     writer = DatasetWriter(paths.dataset_dir)
     run_id, start_step = uuid.uuid4().hex[:12], 0

@@ -153,11 +153,18 @@ class PolicyUpdater:
         training: TrainingConfig,
         temperature: float,
         total_updates: int,
+        *,
+        max_new_tokens: int,
     ) -> None:
+        """`temperature` and `max_new_tokens` are the rollout's (`rollout.*`): the loss needs the
+        sampler's temperature, and dr_grpo divides by the configured completion limit."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.student = student
         self.grpo = grpo
         self.training = training
         self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
         self.optimizer = build_optimizer(training, total_updates)
         model = student.model
         self.optimizer.init(model.trainable_parameters())
@@ -202,7 +209,9 @@ class PolicyUpdater:
             total_sequences=len(samples),
             total_tokens=int(sum(b.mask.sum().item() for b in batches)),
             num_micro_batches=len(batches),
-            max_completion_length=max(len(s.completion) for s in samples),
+            # The configured limit, not this batch's longest completion: dr_grpo's divisor must
+            # be a constant, or a batch of short answers weighs each token more (Liu et al. 2025).
+            max_completion_length=self.max_new_tokens,
         )
         return batches, norm
 

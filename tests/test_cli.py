@@ -59,8 +59,10 @@ def test_every_sample_is_a_row_with_the_documented_fields(finished_run):
         assert 0.0 <= row["student_score"] <= 1.0
         assert row["teacher_tests_passed"] == row["tests_total"]  # references pass their tests
         assert abs(sum(row["scoring_breakdown"].values()) - 1.0) < 1e-9
-        # The default reward rule: student / max(teacher, floor 0.05), capped at 2.
-        expected = min(row["student_score"] / max(row["teacher_score"], 0.05), 2.0)
+        # The default reward rule: ratio = student / max(teacher, floor 0.05), itself up to
+        # cap / 2 = 1, then 2 - 1 / ratio (the soft bound under reward_cap 2).
+        ratio = row["student_score"] / max(row["teacher_score"], 0.05)
+        expected = ratio if ratio <= 1.0 else 2.0 - 1.0 / ratio
         assert row["reward"] == pytest.approx(expected)
     keys = {(r["step"], r["group_index"], r["sample_index"]) for r in rows}
     assert len(keys) == len(rows)

@@ -40,7 +40,9 @@ def _run(model_dir, *, sign: float, fine_tune_type: str, lr: float, steps: int) 
     training = TrainingConfig(
         learning_rate=lr, warmup_steps=0, lr_schedule="constant", micro_batch_size=16
     )
-    updater = PolicyUpdater(student, grpo, training, temperature=1.0, total_updates=steps)
+    updater = PolicyUpdater(
+        student, grpo, training, temperature=1.0, total_updates=steps, max_new_tokens=12
+    )
     tok = student.tokenizer
     prompts = [tok.encode(p) for p in ("def f(x):", "import os\n", "# list\n", "class A:")]
     mx.random.seed(1)

@@ -28,6 +28,7 @@ from rfai.update import (
 )
 
 TEMPERATURE = 0.7
+MAX_NEW_TOKENS = 16  # rollout.max_new_tokens of these tests; make_samples' longest completion is 9
 
 # -- pack -----------------------------------------------------------------------------------
 
@@ -268,7 +269,12 @@ def test_compiled_and_eager_steps_give_the_same_update(tiny_model_dir: Path) -> 
         student = make_student(tiny_model_dir)
         samples = make_samples(student)
         updater = PolicyUpdater(
-            student, GRPOConfig(), training_config(compile=compile_), TEMPERATURE, 10
+            student,
+            GRPOConfig(),
+            training_config(compile=compile_),
+            TEMPERATURE,
+            10,
+            max_new_tokens=MAX_NEW_TOKENS,
         )
         before = params_of(student)
         stats = [updater.step(samples) for _ in range(2)]  # the second step reuses the traces
@@ -292,7 +298,7 @@ def full_batch_grads(
     with student.adapter_disabled():
         ref = token_logprobs(student.model(batch.inputs), batch.targets, TEMPERATURE)
     total_tokens = int(batch.mask.sum().item())
-    norm = LossNormalizer(len(samples), total_tokens, 1, max(len(s.completion) for s in samples))
+    norm = LossNormalizer(len(samples), total_tokens, 1, MAX_NEW_TOKENS)
 
     def loss_fn(model):
         logp = token_logprobs(model(batch.inputs), batch.targets, TEMPERATURE)
@@ -335,6 +341,7 @@ def test_gradient_accumulation_matches_the_full_batch(tiny_model_dir: Path, loss
             training_config(micro_batch_size=micro, max_grad_norm=0.0),
             TEMPERATURE,
             10,
+            max_new_tokens=MAX_NEW_TOKENS,
         )
         grads = record_grads(updater)
         updater.step(samples)
@@ -342,6 +349,41 @@ def test_gradient_accumulation_matches_the_full_batch(tiny_model_dir: Path, loss
         assert_trees_close(grads[0], expected, rtol=1e-4, atol=1e-6)
         updates[micro] = params_of(student)
     assert_trees_close(updates[2], updates[4], rtol=1e-4, atol=1e-5)
+
+
+def test_regression_dr_grpo_divides_by_max_new_tokens_not_the_batch_longest(
+    tiny_model_dir: Path,
+) -> None:
+    # Bug: dr_grpo divided by the batch's longest completion (9 tokens here), so its divisor
+    # changed from batch to batch; Dr. GRPO and TRL divide by the configured limit.
+    # On-policy samples and beta 0 make every ratio 1, so each token's loss is -A_i and the
+    # batch loss is -(sum_i A_i * n_i) / (N * max_new_tokens). make_samples' completions:
+    #   lengths n = 7, 4, 9, 2; advantages A = 1.0, -0.5, 0.8, -1.3
+    #   sum A_i n_i = 7.0 - 2.0 + 7.2 - 2.6 = 9.6, N = 4
+    #   max_new_tokens 16: -9.6 / (4 * 16) = -0.15    (the old divisor 4 * 9 gave -0.2667)
+    #   max_new_tokens 32: -9.6 / (4 * 32) = -0.075   (the old code gave -0.2667 again)
+    for max_new_tokens, expected in ((16, -0.15), (32, -0.075)):
+        student = make_student(tiny_model_dir)
+        samples = make_samples(student, on_policy=True)
+        grpo = GRPOConfig(loss_type="dr_grpo", beta=0.0, num_iterations=1)
+        updater = PolicyUpdater(
+            student, grpo, training_config(), TEMPERATURE, 10, max_new_tokens=max_new_tokens
+        )
+        stats = updater.step(samples)
+        assert stats.ratio_mean == pytest.approx(1.0, abs=1e-5)
+        assert stats.loss == pytest.approx(expected, abs=1e-5)
+
+
+def test_policy_updater_rejects_a_zero_max_new_tokens(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
+        PolicyUpdater(
+            make_student(tiny_model_dir),
+            GRPOConfig(),
+            training_config(),
+            TEMPERATURE,
+            10,
+            max_new_tokens=0,
+        )
 
 
 def test_second_iteration_is_off_policy(tiny_model_dir: Path) -> None:
@@ -352,7 +394,9 @@ def test_second_iteration_is_off_policy(tiny_model_dir: Path) -> None:
         student = make_student(tiny_model_dir)
         samples = make_samples(student, on_policy=True)
         grpo = GRPOConfig(num_iterations=iterations, beta=0.0)
-        updater = PolicyUpdater(student, grpo, training_config(), TEMPERATURE, 10)
+        updater = PolicyUpdater(
+            student, grpo, training_config(), TEMPERATURE, 10, max_new_tokens=MAX_NEW_TOKENS
+        )
         grads = record_grads(updater)
         stats = updater.step(samples)
         assert len(grads) == iterations
@@ -369,7 +413,14 @@ def test_regression_reported_learning_rate_is_the_one_used(tiny_model_dir: Path)
     # rate. Warmup 4 at peak 1e-2: updates use 2e-3, 4e-3, 6e-3 (see the schedule test).
     student = make_student(tiny_model_dir)
     samples = make_samples(student)
-    updater = PolicyUpdater(student, GRPOConfig(), training_config(warmup_steps=4), TEMPERATURE, 10)
+    updater = PolicyUpdater(
+        student,
+        GRPOConfig(),
+        training_config(warmup_steps=4),
+        TEMPERATURE,
+        10,
+        max_new_tokens=MAX_NEW_TOKENS,
+    )
     reported = [updater.step(samples).learning_rate for _ in range(3)]
     np.testing.assert_allclose(reported, [2e-3, 4e-3, 6e-3], rtol=1e-5)
 
@@ -382,6 +433,8 @@ def test_regression_compiled_step_draws_new_dropout_masks(tiny_model_dir: Path) 
     student = make_student(tiny_model_dir, dropout=0.5)
     samples = make_samples(student)
     cfg = training_config(compile=True, learning_rate=1e-12)
-    updater = PolicyUpdater(student, GRPOConfig(beta=0.0), cfg, TEMPERATURE, 10)
+    updater = PolicyUpdater(
+        student, GRPOConfig(beta=0.0), cfg, TEMPERATURE, 10, max_new_tokens=MAX_NEW_TOKENS
+    )
     losses = [updater.step(samples).loss for _ in range(3)]
     assert len({round(loss, 6) for loss in losses}) == 3, losses
