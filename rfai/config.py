@@ -354,9 +354,27 @@ class GRPOConfig:
         "Optimizer updates per rollout batch; from the second one on, the stored behaviour "
         "log-probs make the ratio off-policy and the clipping active (PPO-style reuse).",
     )
+    teacher_guidance: int = key(
+        1,
+        "Teacher members per group (0 = off): where the teacher's code passes, it joins the "
+        "task's group that many times, in the student's answer format and tokens, with the "
+        "teacher's own reward (LUFFY, Yan et al. 2025, arXiv 2504.14945). Its reward enters the "
+        "group's mean and std; its tokens get the off-policy term -A * f(logp) with no ratio "
+        "clip. A group whose students all scored the same trains on the teacher term only "
+        "(their advantages are set to 0); a teacher member's advantage is never negative.",
+    )
+    guidance_gamma: float = key(
+        0.0,
+        "LUFFY's policy shaping of the teacher term: f = pi / (pi + gamma) per token instead of "
+        "log pi; 0 = off (plain log-likelihood). Shaping gives tokens the student finds "
+        "unlikely almost no weight, so from a weak start it does not learn the teacher's code; "
+        "use it for a student that already gives the teacher's tokens some probability.",
+    )
 
     def __post_init__(self) -> None:
         _choice("grpo.scale_rewards", self.scale_rewards, SCALE_REWARDS)
+        _check(self.teacher_guidance >= 0, "grpo.teacher_guidance", "must be >= 0 (0 = off)")
+        _check(self.guidance_gamma >= 0, "grpo.guidance_gamma", "must be >= 0 (0 = no shaping)")
         _choice("grpo.loss_type", self.loss_type, LOSS_TYPES)
         _check(self.advantage_eps > 0, "grpo.advantage_eps", "must be > 0")
         _check(self.epsilon_low > 0, "grpo.epsilon_low", "must be > 0")

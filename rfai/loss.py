@@ -10,6 +10,16 @@ A_i is the group-relative advantage of sequence i (``rfai.advantages``). The cli
 ``eps_low != eps_high`` is DAPO's "clip-higher" (Yu et al. 2025), which lets low-probability
 tokens grow further before the clip stops their gradient.
 
+Teacher-guided groups (``rfai.groups``) add off-policy rows: the teacher's answer in the
+student's tokens, for which no behaviour log-probs exist. Their per-token term has no ratio
+and no clip (LUFFY, Yan et al. 2025, arXiv 2504.14945):
+
+    l_it = -A_i * f(logp_it),   f(logp) = logp                 (gamma = 0: log-likelihood)
+                                f(logp) = pi / (pi + gamma)    (LUFFY's policy shaping, pi = e^logp)
+
+and no KL term (k3 estimates KL(pi || ref) only for tokens sampled from pi). They count as
+tokens in every loss type's normalisation, like the students' rows.
+
 ``k3`` is Schulman's estimator of KL(pi || ref) ("Approximating KL Divergence", 2020 blog):
 with d = ref_logp - logp, k3 = exp(d) - d - 1. It is unbiased for tokens sampled from pi, and
 always >= 0 because exp(d) >= 1 + d.
@@ -143,6 +153,8 @@ def policy_loss(
     beta: float,
     loss_type: str,
     norm: LossNormalizer,
+    off_policy: mx.array | None = None,
+    guidance_gamma: float = 0.0,
 ) -> tuple[mx.array, dict[str, mx.array]]:
     """Clipped surrogate loss plus ``beta`` * k3 KL, aggregated by ``loss_type``.
 
@@ -152,26 +164,57 @@ def policy_loss(
         ref_logp: (B, T) the same under the reference model, or None when ``beta == 0``.
         advantages: (B,) one advantage per sequence.
         mask: (B, T) 1 for completion tokens (float or bool).
+        off_policy: (B,) 1 for teacher rows (the module docstring's off-policy term; their
+            ``old_logp`` is ignored), or None when there are none.
+        guidance_gamma: LUFFY's shaping constant for those rows; 0 = plain log-likelihood.
 
     Returns:
         ``(loss, stats)``: the scalar micro-batch loss, and stop-gradient SUMS over masked tokens
-        ("tokens", "kl_sum", "ratio_sum", "clipped_low_sum", "clipped_high_sum") that the caller
-        adds across micro-batches and divides by the total token count. "clipped_low" counts
-        tokens with ratio < 1 - epsilon_low and A < 0, "clipped_high" ratio > 1 + epsilon_high
-        and A > 0: the tokens whose gradient the clip removed. "kl_sum" is 0 without ``ref_logp``.
+        ("tokens", "kl_sum", "ratio_sum", "clipped_low_sum", "clipped_high_sum", and with
+        ``off_policy`` "teacher_tokens", "teacher_prob_sum") that the caller adds across
+        micro-batches and divides by a token count. "clipped_low" counts tokens with
+        ratio < 1 - epsilon_low and A < 0, "clipped_high" ratio > 1 + epsilon_high and A > 0:
+        the tokens whose gradient the clip removed. "kl_sum" is 0 without ``ref_logp``.
+        "tokens" counts every row; kl, ratio and clip sums only on-policy rows, "teacher_*"
+        only teacher rows (prob = e^logp).
     """
     _check_policy_args(ref_logp is not None, epsilon_low, epsilon_high, beta, loss_type)
+    if guidance_gamma < 0:
+        raise ValueError(f"guidance_gamma must be >= 0, got {guidance_gamma}")
     mask = mask.astype(mx.float32)  # (B, T)
     adv = advantages.astype(mx.float32)[:, None]  # (B, 1)
-    ratio = mx.exp(logp - mx.stop_gradient(old_logp))  # (B, T)
+    no_rows = mx.zeros(advantages.shape, mx.float32)  # (B,)
+    off = (no_rows if off_policy is None else off_policy.astype(mx.float32))[:, None]  # (B, 1)
+    # Teacher rows have no behaviour log-probs: compare with logp itself so the ratio is 1
+    # there (their surrogate is replaced below; this keeps exp() finite).
+    old = mx.where(off > 0, mx.stop_gradient(logp), old_logp)  # (B, T)
+    ratio = mx.exp(logp - mx.stop_gradient(old))  # (B, T)
     clipped = mx.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)  # (B, T)
     surrogate = mx.minimum(ratio * adv, clipped * adv)  # (B, T)
     # Without a reference model (beta == 0, checked above) compare logp with itself: k3 = 0.
     ref = mx.stop_gradient(logp if ref_logp is None else ref_logp)  # (B, T)
-    kl = kl_k3(logp, ref)  # (B, T)
-    per_token = -surrogate + beta * kl  # (B, T)
+    kl = kl_k3(logp, ref) * (1.0 - off)  # (B, T) none on teacher rows
+    on_policy_term = -surrogate + beta * kl  # (B, T)
+    per_token = mx.where(off > 0, -adv * guidance_term(logp, guidance_gamma), on_policy_term)
     loss = aggregate_loss(per_token, mask, loss_type, norm)  # ()
-    return loss, _token_stats(mask, ratio, kl, adv, epsilon_low, epsilon_high)
+    stats = _token_stats(mask * (1.0 - off), ratio, kl, adv, epsilon_low, epsilon_high)
+    if off_policy is None:
+        return loss, stats
+    teacher_mask = mx.stop_gradient(mask * off)  # (B, T)
+    stats["tokens"] = mx.stop_gradient(mask).sum(axis=-1).sum()  # ()
+    stats["teacher_tokens"] = teacher_mask.sum(axis=-1).sum()  # ()
+    stats["teacher_prob_sum"] = (mx.exp(mx.stop_gradient(logp)) * teacher_mask).sum()  # ()
+    return loss, stats
+
+
+def guidance_term(logp: mx.array, gamma: float) -> mx.array:
+    """(B, T) the teacher rows' f(logp): logp itself when ``gamma == 0``, else LUFFY's policy
+    shaping pi / (pi + gamma), pi = exp(logp), whose gradient pi * gamma / (pi + gamma)^2
+    weighs each token's log-likelihood gradient by how likely the policy already finds it."""
+    if gamma == 0:
+        return logp
+    prob = mx.exp(logp)  # (B, T)
+    return prob / (prob + gamma)  # (B, T)
 
 
 def _check_policy_args(

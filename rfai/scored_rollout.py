@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, as_completed
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlx.core as mx
 
@@ -84,6 +84,7 @@ class Rollout:
     generation_peak: int
     scoring_busy_seconds: float = 0.0  # summed wall time of this batch's scoring jobs
     scorer_errors: int = 0  # samples skipped because scoring raised (see the module docstring)
+    teacher_codes: list[str] = field(default_factory=list)  # the teacher's code, one per task
 
     def in_order(self) -> list[ScoredSample]:
         return [self.scored[c.index] for c in self.completions]
@@ -289,4 +290,35 @@ class RolloutRunner:
             generation_peak,
             sum(jobs.busy),
             sum(s.scorer_error for s in scored.values()),
+            teacher_codes=codes,
         )
+
+
+def teacher_members(
+    rollout: Rollout, student: Student, scoring: ScoringConfig
+) -> tuple[list[float | None], list[tuple[int, ...] | None]]:
+    """Per task of `rollout`: the teacher member's reward and its answer in the student's
+    tokens (`rfai.groups`' guided groups), or None twice where the teacher's code did not pass
+    (or its score is unknown). The reward is the teacher scored against itself under the
+    reward rule: 1.0 under `ratio` (a teacher at or above the floor), 0 under `difference`,
+    the teacher's score under `absolute`."""
+    group_size = len(rollout.completions) // len(rollout.tasks) if rollout.tasks else 0
+    rewards: list[float | None] = []
+    tokens: list[tuple[int, ...] | None] = []
+    for g, task in enumerate(rollout.tasks):
+        scores = [rollout.scored[g * group_size + s].teacher for s in range(group_size)]
+        teacher = next((t for t in scores if t is not None), None)
+        if teacher is None or teacher.status != "passed":
+            rewards.append(None)
+            tokens.append(None)
+            continue
+        reward = compute_reward(
+            teacher.score,
+            teacher.score,
+            rule=scoring.reward,
+            teacher_floor=scoring.teacher_floor,
+            cap=scoring.reward_cap,
+        )
+        rewards.append(reward)
+        tokens.append(student.answer_tokens(task, rollout.teacher_codes[g]))
+    return rewards, tokens

@@ -27,7 +27,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from rfai.config import StudentConfig
-from rfai.prompts import solution_messages
+from rfai.prompts import LANGUAGES, solution_messages
 from scorers.task import Task
 
 # An adapter folder in mlx-lm's format (`mlx_lm.generate --adapter-path`); rfai.hub uploads
@@ -62,6 +62,14 @@ class Student:
             cached = self.tokenizer.encode(text, add_special_tokens=False)
             self._prompt_cache[task.task_id] = cached
         return cached
+
+    def answer_tokens(self, task: Task, code: str) -> tuple[int, ...]:
+        """`code` as the student's own answer to `task`: the one fenced block its prompt asks
+        for (`rfai.prompts`), in its tokens, ending with its end-of-turn token, as a sampled
+        completion that stopped would. Teacher members of guided groups are built with it."""
+        fence = LANGUAGES[task.language][1]
+        ids = self.tokenizer.encode(f"```{fence}\n{code.strip()}\n```", add_special_tokens=False)
+        return (*ids, self.tokenizer.eos_token_id)
 
     def trainable_parameters(self) -> dict[str, mx.array]:
         return dict(tree_flatten(self.model.trainable_parameters()))

@@ -6,7 +6,8 @@ One step (see README "How it works"):
    back to the loop, which writes it the moment it is scored;
 3. select groups: groups whose task could not be scored are dropped (counted, never given
    a made-up score; a sample whose scoring raised, a scorer bug, drops its group too and is
-   counted as `scorer_errors`), then group-relative advantages (rfai/groups.py);
+   counted as `scorer_errors`), then group-relative advantages (rfai/groups.py), with the
+   teacher's answer as `grpo.teacher_guidance` extra members where its code passed;
 4. update: the policy update (rfai/update.py);
 5. record: the step's metrics;
 6. checkpoint: every `checkpoint.every_steps` and after the last step.
@@ -37,7 +38,7 @@ from rfai.evaluate import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
 from rfai.run import Run
-from rfai.scored_rollout import Rollout
+from rfai.scored_rollout import Rollout, teacher_members
 from rfai.update import UpdateStats
 from scorers import ScoringPool
 
@@ -102,13 +103,20 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
         return {"skipped_tasks": rollout.skipped, "scorer_errors": 0, "updated": False}
     t_score = time.perf_counter()
     scored = rollout.in_order()
+    guided = cfg.grpo.teacher_guidance > 0
+    teacher_rewards, teacher_tokens = (
+        teacher_members(rollout, run.student, cfg.scoring) if guided else (None, ())
+    )
     selection = select_groups(
         [s.reward for s in scored], [s.skip_reason for s in scored], cfg.rollout.group_size,
-        cfg.grpo,
+        cfg.grpo, teacher_rewards,
     )  # fmt: skip
     for reason in selection.skipped.values():
         run.logger.info(f"step {step}: task skipped: {reason}")
-    samples = training_samples(selection, rollout.completions, rollout.logprobs, rollout.prompts)
+    samples = training_samples(
+        selection, rollout.completions, rollout.logprobs, rollout.prompts, teacher_tokens,
+        cfg.grpo.teacher_guidance,
+    )  # fmt: skip
     mx.reset_peak_memory()
     update = run.updater.step(samples) if samples else None
     update_peak = mx.get_peak_memory()
@@ -140,6 +148,9 @@ def step_metrics(
         "skipped_tasks": rollout.skipped + len(selection.skipped),
         "scorer_errors": rollout.scorer_errors,
         "zero_variance_groups_dropped": selection.zero_variance,
+        # Guided groups (rfai/groups.py): teacher members trained on, their mean advantage.
+        "teacher_members": len(selection.teacher) * run.config.grpo.teacher_guidance,
+        "teacher_advantage": mean(selection.teacher.values()) if selection.teacher else None,
         "generation_seconds": rollout.generation_seconds,
         "scoring_wait_seconds": rollout.scoring_wait_seconds,
         # What scoring alone would take on this pool: its busy time spread over workers.
@@ -163,6 +174,7 @@ def step_metrics(
             learning_rate=update.learning_rate,
             trained_tokens=update.tokens,
             logprob_mismatch=update.logprob_mismatch,
+            teacher_token_prob=update.teacher_token_prob,
         )
     return metrics
 

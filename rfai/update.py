@@ -13,6 +13,11 @@ divides by) comes in as an array `scale`. That keeps every batch-dependent numbe
 traced graph, so it is traced once per padded shape instead of once per batch. All
 micro-batches of a rollout batch share one width (the longest sample, rounded up to a multiple
 of `LENGTH_BUCKET`) and a fixed number of rows for the same reason.
+
+Teacher members of guided groups (`rfai.groups`) are samples with `off_policy=True`: packed
+like the students' rows, they get `rfai.loss`'s off-policy term. The kl, ratio, clip and
+mismatch statistics are averaged over the students' tokens only; `teacher_token_prob` is the
+mean probability the policy gives the teacher's tokens (first iteration, before its update).
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ _UNIT = LossNormalizer(
 
 @dataclass(frozen=True)
 class Sample:
-    """One completion ready for the update: prompt ids, sampled ids, behaviour log-probs."""
+    """One completion ready for the update: prompt ids, sampled ids, behaviour log-probs.
+
+    off_policy: a teacher member's answer (not sampled; its behaviour_logprobs are ignored)."""
 
     prompt: Sequence[int]
     completion: Sequence[int]
     behaviour_logprobs: Sequence[float]
     advantage: float
     truncated: bool
+    off_policy: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,8 @@ class MicroBatch:
 
     inputs: (rows, T) int32, prompt + completion[:-1]; targets: (rows, T) the next tokens;
     mask: (rows, T) float32, 1 on completion targets; old_logp: (rows, T) float32 behaviour
-    log-probs on those targets; advantages: (rows,) float32.
+    log-probs on those targets; advantages: (rows,) float32; off_policy: (rows,) float32,
+    1 on teacher rows.
     """
 
     inputs: mx.array
@@ -63,6 +72,7 @@ class MicroBatch:
     mask: mx.array
     old_logp: mx.array
     advantages: mx.array
+    off_policy: mx.array
 
 
 def padded_width(samples: Sequence[Sample]) -> int:
@@ -91,6 +101,7 @@ def pack(
     mask = np.zeros((rows, width), np.float32)
     old = np.zeros((rows, width), np.float32)
     adv = np.zeros((rows,), np.float32)
+    off = np.zeros((rows,), np.float32)
     for i, s in enumerate(samples):
         full = np.asarray([*s.prompt, *s.completion], np.int32)
         n = len(full) - 1
@@ -101,8 +112,14 @@ def pack(
             mask[i, start:n] = 1.0
         old[i, start:n] = np.asarray(s.behaviour_logprobs, np.float32)
         adv[i] = s.advantage
+        off[i] = float(s.off_policy)
     return MicroBatch(
-        mx.array(inputs), mx.array(targets), mx.array(mask), mx.array(old), mx.array(adv)
+        mx.array(inputs),
+        mx.array(targets),
+        mx.array(mask),
+        mx.array(old),
+        mx.array(adv),
+        mx.array(off),
     )
 
 
@@ -141,6 +158,8 @@ class UpdateStats:
     learning_rate: float  # the rate the first optimizer update of this step used
     tokens: int
     logprob_mismatch: float  # mean |logp_train - logp_behaviour| on the first iteration
+    teacher_tokens: int = 0  # tokens of teacher members (guided groups)
+    teacher_token_prob: float | None = None  # their mean probability, first iteration
 
 
 class PolicyUpdater:
@@ -226,11 +245,20 @@ class PolicyUpdater:
         # Starting from zeros rather than None keeps the compiled step to a single trace.
         acc = zeros
         loss_total = mx.array(0.0)
-        sums = {"kl_sum": 0.0, "ratio_sum": 0.0, "clipped_low_sum": 0.0, "clipped_high_sum": 0.0}
+        keys = ("kl_sum", "ratio_sum", "clipped_low_sum", "clipped_high_sum", "teacher_prob_sum")
+        sums = dict.fromkeys(keys, 0.0)
         mismatch_sum = mx.array(0.0)
         for b, ref in zip(batches, refs, strict=True):
             loss, (stats, mm), acc = self._micro_step(
-                b.inputs, b.targets, b.mask, b.old_logp, ref, b.advantages, scale, acc
+                b.inputs,
+                b.targets,
+                b.mask,
+                b.old_logp,
+                ref,
+                b.advantages,
+                b.off_policy,
+                scale,
+                acc,
             )
             mx.eval(loss, acc, stats, mm)
             loss_total = loss_total + loss
@@ -257,12 +285,16 @@ class PolicyUpdater:
         # the first update of this step is the previous update's rate; read it after instead.
         lr = float("nan")
         zeros = tree_map(mx.zeros_like, model.trainable_parameters())
-        denom = max(norm.total_tokens, 1)
+        teacher_tokens = int(sum((b.mask * b.off_policy[:, None]).sum().item() for b in batches))
+        denom = max(norm.total_tokens - teacher_tokens, 1)  # the students' tokens
+        teacher_prob = None
         for iteration in range(self.grpo.num_iterations):
             loss_total, sums, mismatch_sum, grad_norm = self._update(batches, refs, scale, zeros)
             if iteration == 0:
                 lr = float(self.optimizer.learning_rate.item())
                 mismatch = float(mismatch_sum.item()) / denom
+                if teacher_tokens:
+                    teacher_prob = sums["teacher_prob_sum"] / teacher_tokens
             losses.append(float(loss_total.item()))
             kls.append(sums["kl_sum"] / denom)
             ratios.append(sums["ratio_sum"] / denom)
@@ -280,6 +312,8 @@ class PolicyUpdater:
             learning_rate=lr,
             tokens=norm.total_tokens,
             logprob_mismatch=mismatch,
+            teacher_tokens=teacher_tokens,
+            teacher_token_prob=teacher_prob,
         )
 
 
@@ -291,7 +325,7 @@ def _loss_functions(grpo: GRPOConfig, temperature: float):
     def logits_to_logp(logits: mx.array, targets: mx.array) -> mx.array:
         return token_logprobs(logits, targets, temperature)  # (b, T)
 
-    def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, scale):
+    def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, off_policy, scale):
         logp = token_logprobs(logits, targets, temperature)  # (b, T)
         loss, stats = policy_loss(
             logp,
@@ -304,8 +338,11 @@ def _loss_functions(grpo: GRPOConfig, temperature: float):
             beta=beta,
             loss_type=grpo.loss_type,
             norm=_UNIT,
+            off_policy=off_policy,
+            guidance_gamma=grpo.guidance_gamma,
         )
-        mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * mask).sum())  # ()
+        on_policy = mask * (1.0 - off_policy)[:, None]  # (b, T) teacher rows have no old_logp
+        mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * on_policy).sum())  # ()
         return loss * scale, stats, mismatch
 
     return logits_to_logp, logits_to_loss
@@ -328,17 +365,17 @@ def _apply_function(model: nn.Module, optimizer: optim.Optimizer, max_grad_norm:
 def _micro_step_function(model: nn.Module, logits_to_loss):
     """micro_step(...) -> (loss, (stats, mismatch), acc + grads) for one micro-batch."""
 
-    def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, scale):
+    def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, off, scale):
         loss, stats, mismatch = logits_to_loss(
-            model_(inputs), targets, mask, old_logp, ref_logp, advantages, scale
+            model_(inputs), targets, mask, old_logp, ref_logp, advantages, off, scale
         )
         return loss, (stats, mismatch)
 
     value_and_grad = nn.value_and_grad(model, loss_fn)
 
-    def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, scale, acc):
+    def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, off, scale, acc):
         (loss, aux), grads = value_and_grad(
-            model, inputs, targets, mask, old_logp, ref_logp, advantages, scale
+            model, inputs, targets, mask, old_logp, ref_logp, advantages, off, scale
         )
         return loss, aux, tree_map(mx.add, grads, acc)
 
