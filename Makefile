@@ -1,6 +1,6 @@
 # rfai: every target creates .venv if it is missing, installs, then runs.
 #   make train   CONFIG=config.yaml ARGS="--set training.steps=100"
-#   make demo    offline run on a tiny model built on the spot (configs/tiny.yaml)
+#   make demo    offline run on a tiny model built on the spot (configs/tiny_learn.yaml)
 #   make test    the whole test suite on CPU
 # On Linux the MLX backend is an extra: BACKEND=cpu (default) or BACKEND=cuda13.
 PYTHON ?= python3
@@ -50,7 +50,7 @@ models/tiny/config.json: | $(STAMP)
 # to ./datasets/train.jsonl, each tagged with its run_id).
 demo: $(STAMP) models/tiny/config.json
 	rm -rf runs/tiny
-	$(PY) train_rfai.py --config configs/tiny.yaml $(ARGS)
+	$(PY) train_rfai.py --config configs/tiny_learn.yaml $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -15,6 +15,7 @@ _CONSOLE = (
     ("student_score", "student {:.3f}"),
     ("teacher_score", "teacher {:.3f}"),
     ("pass_rate", "pass {:.2f}"),
+    ("teacher_token_prob", "teacher tok p {:.3f}"),  # teacher-guided groups only
     ("loss", "loss {:+.4f}"),
     ("kl", "kl {:.4f}"),
     ("completion_tokens", "len {:.0f}"),
