@@ -90,6 +90,17 @@ class Rollout:
         return [self.scored[c.index] for c in self.completions]
 
 
+def reward_under(scoring: ScoringConfig, student_score: float, teacher_score: float) -> float:
+    """The reward the config's ``scoring`` rule gives ``student_score`` against the teacher."""
+    return compute_reward(
+        student_score,
+        teacher_score,
+        rule=scoring.reward,
+        teacher_floor=scoring.teacher_floor,
+        cap=scoring.reward_cap,
+    )
+
+
 def score_completion(
     suite: ScoringSuite,
     scoring: ScoringConfig,
@@ -104,13 +115,7 @@ def score_completion(
         teacher = teacher_future.result()
         # The teacher's measured cost is the baseline of the efficiency criterion.
         student = suite.score(task, extracted.code, baseline=teacher)
-        reward = compute_reward(
-            student.score,
-            teacher.score,
-            rule=scoring.reward,
-            teacher_floor=scoring.teacher_floor,
-            cap=scoring.reward_cap,
-        )
+        reward = reward_under(scoring, student.score, teacher.score)
     except ScoringError as exc:
         return ScoredSample(extracted, None, None, None, str(exc))
     except Exception as exc:  # a scorer bug: recorded, counted and skipped (module doc)
@@ -312,13 +317,7 @@ def teacher_members(
             rewards.append(None)
             tokens.append(None)
             continue
-        reward = compute_reward(
-            teacher.score,
-            teacher.score,
-            rule=scoring.reward,
-            teacher_floor=scoring.teacher_floor,
-            cap=scoring.reward_cap,
-        )
+        reward = reward_under(scoring, teacher.score, teacher.score)
         rewards.append(reward)
         tokens.append(student.answer_tokens(task, rollout.teacher_codes[g]))
     return rewards, tokens
