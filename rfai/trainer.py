@@ -137,7 +137,8 @@ def step_metrics(
     valid = [s for s in rollout.in_order() if s.student is not None]
     completions = rollout.completions
     metrics: dict[str, Any] = {
-        "updated": update is not None,
+        # True only when the weights moved: an update whose advantages were all 0 leaves them.
+        "updated": update is not None and update.update_norm > 0,
         "reward": mean(s.reward for s in valid),
         "reward_std": float(np.std([s.reward for s in valid])) if valid else None,
         "student_score": mean(s.student.score for s in valid),
@@ -172,6 +173,7 @@ def step_metrics(
             clipped_high=update.clipped_high,
             grad_norm=update.grad_norm,
             learning_rate=update.learning_rate,
+            update_norm=update.update_norm,
             trained_tokens=update.tokens,
             logprob_mismatch=update.logprob_mismatch,
             teacher_token_prob=update.teacher_token_prob,

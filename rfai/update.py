@@ -31,7 +31,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 
 from rfai.config import GRPOConfig, TrainingConfig
 from rfai.loss import LossNormalizer, loss_denominator, policy_loss, token_logprobs
@@ -160,6 +160,9 @@ class UpdateStats:
     logprob_mismatch: float  # mean |logp_train - logp_behaviour| on the first iteration
     teacher_tokens: int = 0  # tokens of teacher members (guided groups)
     teacher_token_prob: float | None = None  # their mean probability, first iteration
+    # L2 norm of the change of the trainable parameters over the whole step: 0 means the
+    # weights did not move (e.g. every advantage was 0), whatever the optimizer was asked.
+    update_norm: float = 0.0
 
 
 class PolicyUpdater:
@@ -284,7 +287,8 @@ class PolicyUpdater:
         # The optimizer evaluates its schedule inside `update`, so `learning_rate` read before
         # the first update of this step is the previous update's rate; read it after instead.
         lr = float("nan")
-        zeros = tree_map(mx.zeros_like, model.trainable_parameters())
+        before = model.trainable_parameters()  # arrays are immutable: these stay as they were
+        zeros = tree_map(mx.zeros_like, before)
         teacher_tokens = int(sum((b.mask * b.off_policy[:, None]).sum().item() for b in batches))
         denom = max(norm.total_tokens - teacher_tokens, 1)  # the students' tokens
         teacher_prob = None
@@ -302,6 +306,9 @@ class PolicyUpdater:
             highs.append(sums["clipped_high_sum"] / denom)
             norms.append(float(grad_norm.item()))
         model.eval()
+        moved = tree_flatten(tree_map(lambda a, b: ((a - b).astype(mx.float32) ** 2).sum(),
+                                      model.trainable_parameters(), before))  # fmt: skip
+        update_norm = math.sqrt(float(sum(v for _, v in moved).item())) if moved else 0.0
         return UpdateStats(
             loss=float(np.mean(losses)),
             kl=float(np.mean(kls)),
@@ -314,6 +321,7 @@ class PolicyUpdater:
             logprob_mismatch=mismatch,
             teacher_tokens=teacher_tokens,
             teacher_token_prob=teacher_prob,
+            update_norm=update_norm,
         )
 
 
@@ -383,6 +391,4 @@ def _micro_step_function(model: nn.Module, logits_to_loss):
 
 
 def _leaves(tree) -> list[mx.array]:
-    from mlx.utils import tree_flatten
-
     return [v for _, v in tree_flatten(tree)]

@@ -438,3 +438,24 @@ def test_regression_compiled_step_draws_new_dropout_masks(tiny_model_dir: Path) 
     )
     losses = [updater.step(samples).loss for _ in range(3)]
     assert len({round(loss, 6) for loss in losses}) == 3, losses
+
+
+def test_regression_updated_means_the_weights_moved(tiny_model_dir: Path) -> None:
+    # Bug (issue 10): metrics said "updated": true with loss 0 while every advantage was 0 and
+    # the adapter never moved. The step now reports the L2 norm of the parameter change.
+    from mlx.utils import tree_flatten
+
+    for advantage_scale in (0.0, 1.0):
+        student = make_student(tiny_model_dir)
+        samples = [replace(s, advantage=s.advantage * advantage_scale) for s in
+                   make_samples(student, on_policy=True)]  # fmt: skip
+        updater = PolicyUpdater(
+            student, GRPOConfig(beta=0.0), training_config(), TEMPERATURE, 10,
+            max_new_tokens=MAX_NEW_TOKENS,
+        )  # fmt: skip
+        before = dict(tree_flatten(student.model.trainable_parameters()))
+        stats = updater.step(samples)
+        after = dict(tree_flatten(student.model.trainable_parameters()))
+        moved = sum(float(((after[k] - before[k]) ** 2).sum().item()) for k in before) ** 0.5
+        assert stats.update_norm == pytest.approx(moved, rel=1e-4, abs=1e-9)
+        assert (stats.update_norm > 0) == (advantage_scale > 0)
