@@ -10,7 +10,15 @@ The cost is counted, not timed, so that scoring the same program twice gives the
   tried, a fork, threads left running) gets no cost, hence efficiency 0, with the reason.
 * C++ and Rust: instructions executed inside the test functions (and everything they call),
   counted by valgrind's callgrind with ``--toggle-collect`` on the generated test functions,
-  so process start-up and the harness are excluded. Client requests (inline asm, valgrind
+  so process start-up and the harness are excluded. C++ runs each test in a process of its
+  own that starts the program (``scorers/harness_cpp.py``), so each test also counts the
+  solution's static initialization (``_GLOBAL__sub_I_*``, from the harness's
+  ``count_start()`` on: namespace-scope objects, ``inline`` and template variables); a
+  table filled there costs what it costs in a function-local static. ``<iostream>``'s
+  initialization is the harness's, before the count, for every program alike; a
+  ``constructor`` attribute is refused. Rust runs no code of the program's before ``main``
+  (``#[link_section]`` is refused). Work in a thread other than the tests' is not collected
+  by callgrind: a run that starts one gets no cost. Client requests (inline asm, valgrind
   headers) are refused at build time; only the dump files of the processes the harness
   reported (with the run's key) are read, and any other, missing or altered file gives no
   cost. Native code can still rewrite a dump file in place before it is read (not covered).
@@ -42,6 +50,7 @@ from dataclasses import dataclass, replace
 
 from scorers.correctness import result_from_events, run_python_tests
 from scorers.harness import new_key, refused_binary, refused_constructs
+from scorers.harness_cpp import cpp_count_start
 from scorers.languages import BINARY_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits, run_process
 from scorers.task import Task
@@ -49,7 +58,7 @@ from scorers.task import Task
 CPU_REPEATS = 3
 # Counting slows a program down (tracing ~10x, callgrind ~50x): give it room.
 PROFILE_SLOWDOWN = 10.0
-_CALLGRIND_TOTAL = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
+_CALLGRIND_TOTAL = re.compile(r"^(summary|totals): (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ def measure(
         if any(r.status != "passed" for r in runs):
             return None, "the profiled run did not pass"
         return Cost(min(r.cpu_seconds for r in runs), "cpu_seconds"), None
-    return _callgrind_cost(task, files, limits, toolchain.valgrind)
+    return _callgrind_cost(task, code, files, limits, toolchain.valgrind)
 
 
 def _keyed_run(argv: list[str], files: dict, limits: SandboxLimits, n_tests: int):
@@ -121,41 +130,77 @@ def _keyed_run(argv: list[str], files: dict, limits: SandboxLimits, n_tests: int
 
 
 def _callgrind_cost(
-    task: Task, files: dict, limits: SandboxLimits, valgrind: str
+    task: Task, code: str, files: dict, limits: SandboxLimits, valgrind: str
 ) -> tuple[Cost | None, str | None]:
-    # Callgrind writes one file per process (C++ forks per test) into cg/, a directory the
-    # program could also write. Only the files of the processes the harness reported (with
-    # the run's key) are read, each must be there exactly once with one total, and no other
-    # file may appear: a program that forks, or writes or deletes files there, gets None.
+    # Callgrind writes one file per thread of each process (C++ forks per test) into cg/, a
+    # directory the program could also write. Only the files of the processes the harness
+    # reported (with the run's key) are read, each must be there exactly once with one
+    # total, and no other file may appear: a program that forks, or writes or deletes files
+    # there, gets None; one that starts a thread (whose work callgrind does not collect)
+    # gets None with that reason.
     script = (
         'mkdir cg && "$@" >/dev/null 2>valgrind.log; status=$?; '
         'for f in cg/*; do echo "file $f"; grep -E "^(summary|totals):" "$f"; done; exit $status'
     )
-    pattern = "*::rfai_test_????" if task.language == "rust" else "*rfai_test_????()"
+    if task.language == "rust":
+        collect = ["--toggle-collect=*::rfai_test_????"]
+    else:  # the solution's static initialization, from the harness's mark on, and each test
+        collect = [
+            "--toggle-collect=*rfai_test_????()",
+            "--toggle-collect=_GLOBAL__sub_I_*",
+            f"--zero-before={cpp_count_start(code)}",
+        ]
     argv = [
-        "sh", "-c", script, "profile", valgrind, "--tool=callgrind",
-        f"--toggle-collect={pattern}", "--callgrind-out-file=cg/out.%p", f"./{BINARY_NAME}",
+        "sh", "-c", script, "profile", valgrind, "--tool=callgrind", *collect,
+        "--separate-threads=yes", "--callgrind-out-file=cg/out.%p", f"./{BINARY_NAME}",
     ]  # fmt: skip
     result = _keyed_run(argv, files, limits, len(task.tests))
     if result.status != "passed":
         return None, f"the profiled run did not pass: {result.status}"
     pids = {e.get("pid") for e in result.events if e.get("event") in ("test", "done")}
-    pids.discard(None)
     if task.language == "rust":
         pids = {e.get("pid") for e in result.events if e.get("event") == "done"}
-    expected = {f"cg/out.{pid}" for pid in pids if type(pid) is int}
-    totals: dict[str, list[int]] = {}
+    pids = {pid for pid in pids if type(pid) is int}
+    counts: dict[str, list[tuple[str, int]]] = {}
     current = None
     for line in result.stdout.splitlines():
         if line.startswith("file "):
             current = line[5:]
-            totals[current] = []
+            counts[current] = []
             continue
         match = _CALLGRIND_TOTAL.match(line)
         if match and current is not None:
-            totals[current].append(int(match.group(1)))
-    if set(totals) != expected or not expected:
+            counts[current].append((match.group(1), int(match.group(2))))
+    return _main_thread_total(counts, pids)
+
+
+def _main_thread_total(
+    counts: dict[str, list[tuple[str, int]]], pids: set[int]
+) -> tuple[Cost | None, str | None]:
+    """The cost from callgrind's files (name -> its ``summary:`` and ``totals:`` lines) for
+    the reported ``pids``.
+
+    With ``--separate-threads=yes`` each process has ``out.<pid>-01`` for its first thread
+    (the one that runs the tests), ``-02``... for any thread it started, and an empty
+    ``out.<pid>``. The count is the summary (callgrind's event counter). ``totals`` (the sum
+    of the cost lines) equals it, or exceeds it by what ``--zero-before`` leaves in blocks
+    that ran both before and after it (168 instructions a test for a solution using
+    std::istringstream): anything else is an altered file.
+    """
+    names = set(counts)
+    threads = {f"cg/out.{pid}-{n:02d}" for pid in pids for n in range(2, 100)}
+    if pids and names & threads:
+        return None, "the program started a thread: callgrind counts only the tests' thread"
+    counted = {f"cg/out.{pid}-01" for pid in pids}
+    empty = {f"cg/out.{pid}" for pid in pids}
+    if not pids or not counted <= names or not names <= counted | empty:
         return None, "callgrind output does not match the processes the harness ran"
-    if any(len(values) != 2 or values[0] != values[1] for values in totals.values()):
+    if any(counts[name] for name in names & empty):
         return None, "callgrind output was altered"
-    return Cost(float(sum(values[0] for values in totals.values())), "instructions"), None
+    summaries = []
+    for name in counted:
+        lines = counts[name]
+        if [label for label, _ in lines] != ["summary", "totals"] or lines[1][1] < lines[0][1]:
+            return None, "callgrind output was altered"
+        summaries.append(lines[0][1])
+    return Cost(float(sum(summaries)), "instructions"), None

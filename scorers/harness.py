@@ -19,16 +19,19 @@ The harness programs: ``scorers/harness_python.py`` (``PYTHON_HARNESS``),
 ``refused_constructs`` turns away sources that could reach under the harness: inline asm
 (also valgrind client requests), ``valgrind`` headers, section/linker attributes
 (``.preinit_array``), token pasting, diagnostic pragmas, ``extern "C"`` definitions
-(interposing libc), ``namespace std``, ``ifunc`` resolvers; Rust ``asm!``, ``#[no_mangle]``,
-``#[link_section]``, ``#[export_name]``, ``extern crate``, ``PartialEq``/``PartialOrd`` with
-another type (``impl PartialEq<i64> for Any``, also renamed or named by a macro).
+(interposing libc), adding to ``namespace std`` (``using namespace std`` is fine), ``ifunc``
+resolvers, ``constructor`` attributes (code before ``main`` outside the cost count); Rust
+``asm!``, ``#[no_mangle]``, ``#[link_section]``, ``#[export_name]``, ``extern crate``,
+``PartialEq``/``PartialOrd`` with another type (``impl PartialEq<i64> for Any``, also renamed
+or named by a macro).
 ``refused_binary`` turns away a linked C++ program that defines a C-linkage function (ELF
 symbol table): a definition of ``write`` or ``memcmp`` after the header declared it takes C
 linkage without ``extern "C"`` and replaces libc's for the harness and for std::string.
 
-Not covered: native code (C++, Rust) runs in the harness's process and can in principle
-read the key or a test's token from its own memory, or overwrite the harness; the bans above
-only close the cheap routes. The binary check reads ELF only (macOS Mach-O binaries are not
+Not covered: native code runs in the harness's process (Rust) or in one forked from it
+(C++, whose reporting process runs no solution code) and can in principle read the key or a
+test's token from its own memory, or overwrite the harness; the bans above only close the
+cheap routes. The binary check reads ELF only (macOS Mach-O binaries are not
 checked for C-linkage definitions).
 """
 
@@ -76,6 +79,10 @@ _CPP_BANNED_WORDS = {
     "__section__": "a section attribute",
     "_Pragma": "_Pragma",
     "init_priority": "init_priority",
+    # A function in .init_array of its own runs before main, where the cost is not counted
+    # (the solution's static initialization is; scorers/efficiency.py).
+    "constructor": "a constructor attribute",
+    "__constructor__": "a constructor attribute",
     "ifunc": "an ifunc resolver (it runs before any constructor)",
 }
 _RUST_BANNED = (
@@ -118,7 +125,7 @@ def _refused_cpp(code: str) -> str | None:
     bare = _C_COMMENT_OR_STRING.sub(" ", spliced)
     if "##" in bare or "%:%:" in bare:
         return "token pasting (##) is not allowed in a solution"
-    if re.search(r"\bnamespace\s+std\b", bare):
+    if re.search(r"\bnamespace\s+std\b", re.sub(r"\busing\s+namespace\s+std\b", " ", bare)):
         return "a solution may not add to namespace std"
     if re.search(r"^\s*(?:#|%:)\s*pragma\s+GCC\s+(?:diagnostic|poison|system_header)", bare, re.M):
         return "#pragma GCC diagnostic is not allowed in a solution"

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from scorers.correctness import run_compiled_tests, run_python_tests
-from scorers.efficiency import measure
+from scorers.efficiency import efficiency_score, measure
+from scorers.harness import refused_constructs
 from scorers.languages import Toolchain
 from scorers.sandbox import SandboxLimits
 from scorers.task import Task
@@ -184,6 +185,33 @@ CHEATS = {
         "std::string rle(std::string s) { return std::string(s.size() + 2, '?'); }\n",
         ['assert(rle("aaabcc") == "a3b1c2");'],
     ),
+    # A C++-linkage overload is a better match than libc's for the harness's own calls
+    # (report lines were formatted and written after the solution's code in the same
+    # translation unit): it turned every "passed": false into true.
+    "cpp-overload-snprintf": (
+        "cpp",
+        "#include <cstdio>\n#include <cstring>\n#include <string>\n"
+        "template <class... A> int snprintf(char* out, unsigned long n, const char* f, A... a) {\n"
+        "    std::snprintf(out, n, f, a...);\n"
+        "    std::string s(out);\n"
+        '    size_t p = s.find("\\"passed\\": false");\n'
+        '    if (p != std::string::npos) s.replace(p, 15, "\\"passed\\": true");\n'
+        "    std::strncpy(out, s.c_str(), n);\n"
+        "    return (int)s.size();\n}\n"
+        "int add(int a, int b) { return -7; }\n",
+        CPP_TESTS,
+    ),
+    "cpp-overload-write": (
+        "cpp",
+        "#include <unistd.h>\n#include <sys/syscall.h>\n#include <string>\n"
+        "long write(int fd, char* buf, unsigned long n) {\n"
+        "    std::string s(buf, n);\n"
+        '    size_t p = s.find("\\"passed\\": false");\n'
+        '    if (p != std::string::npos) s.replace(p, 15, "\\"passed\\": true");\n'
+        "    return syscall(SYS_write, fd, s.data(), s.size()) < 0 ? -1 : (long)n;\n}\n"
+        "int add(int a, int b) { return -7; }\n",
+        CPP_TESTS,
+    ),
     "cpp-ifunc": (
         "cpp",
         "static int impl() { return 0; }\nstatic int (*pick())() { return impl; }\n"
@@ -250,6 +278,8 @@ EXPECTED = {
     # name: (status, tests passed, text in the first error)
     "cpp-redefine-write": ("compile_error", 0, "defines C library functions (write)"),
     "cpp-redefine-memcmp": ("compile_error", 0, "defines C library functions (memcmp)"),
+    "cpp-overload-snprintf": ("failed", 0, "Aborted"),
+    "cpp-overload-write": ("failed", 0, "Aborted"),
     "cpp-ifunc": ("compile_error", 0, "ifunc"),
     "cpp-member-operator": ("compile_error", 0, "static assertion failed"),
     "cpp-free-template-operator": ("compile_error", 0, "static assertion failed"),
@@ -286,3 +316,170 @@ def test_cpp_redefined_libc_function_gets_no_cost():
     task = Task("t-add", "add", "cpp", "add", tuple(CPP_TESTS), None)
     cost, reason = measure(task, CHEATS["cpp-redefine-write"][1], LIMITS, TOOLCHAIN)
     assert cost is None and "C library functions" in reason
+
+
+# -- C++ and Rust efficiency: work outside the counted test functions -----------------------
+
+# The task: the sum of 0..n-1. The honest loop does n steps per test; a cheat fills a table of
+# every answer up to 1000 (~500,000 steps) somewhere the count does not look, then looks up.
+SUM_TESTS = (
+    "assert(total(300) == 44850);",
+    "assert(total(200) == 19900);",
+    "assert(total(1000) == 499500);",
+)
+SUM_TASK = Task("t-sum", "the sum of 0..n-1", "cpp", "total", SUM_TESTS, None)
+HONEST_SUM = "long total(long n) { long s = 0; for (long i = 0; i < n; i++) s += i; return s; }\n"
+BUILD = (
+    "#include <vector>\n"
+    "std::vector<long> build() {\n"
+    "    std::vector<long> t(1001);\n"
+    "    for (long n = 0; n <= 1000; n++) {\n"
+    "        long s = 0;\n"
+    "        for (long i = 0; i < n; i++) s += i;\n"
+    "        t[n] = s;\n"
+    "    }\n"
+    "    return t;\n"
+    "}\n"
+)
+LOOKUP = "long total(long n) { return table[n]; }\n"
+PRECOMPUTED = {
+    # Work before main, in the static initialization of the solution's translation unit.
+    "namespace-object": BUILD
+    + "struct Table { std::vector<long> t; Table() : t(build()) {} } tables;\n"
+    + "long total(long n) { return tables.t[n]; }\n",
+    "static-const-auto": BUILD + "static const auto table = build();\n" + LOOKUP,
+    "inline-variable": BUILD + "inline const std::vector<long> table = build();\n" + LOOKUP,
+    "lambda-initialised": BUILD
+    + "const std::vector<long> table = [] { return build(); }();\n"
+    + LOOKUP,
+    "template-static-member": BUILD
+    + "template <class T> struct Holder { static const std::vector<T> table; };\n"
+    + "template <class T> const std::vector<T> Holder<T>::table = build();\n"
+    + "long total(long n) { return Holder<long>::table[n]; }\n",
+    # Work inside the first call, in each test's process: counted before the fix as well.
+    "function-local-static": BUILD
+    + "long total(long n) { static const std::vector<long> t = build(); return t[n]; }\n",
+}
+
+
+@pytest.fixture(scope="module")
+def sum_costs():
+    codes = {"honest": HONEST_SUM, **PRECOMPUTED}
+    codes["honest-iostream"] = "#include <iostream>\n" + HONEST_SUM
+    codes["honest-bits-stdc"] = "#include <bits/stdc++.h>\nusing namespace std;\n" + HONEST_SUM
+
+    def run(name):
+        return name, measure(SUM_TASK, codes[name], LIMITS, TOOLCHAIN)
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(run, codes))
+
+
+needs_valgrind = pytest.mark.skipif(
+    TOOLCHAIN.cxx is None or TOOLCHAIN.valgrind is None, reason="needs g++ and valgrind"
+)
+
+
+@needs_valgrind
+@pytest.mark.parametrize("name", sorted(PRECOMPUTED))
+def test_cpp_work_in_a_static_initializer_is_counted(sum_costs, name):
+    # Before the fix callgrind collected only inside the test functions: a table filled by a
+    # namespace-scope object's constructor cost 246 instructions for the three tests, the
+    # honest loop 9,213. Now each test's process counts the solution's static
+    # initialization too: 9,116,046 against 9,252, what the same table costs in a
+    # function-local static (9,120,633), built once in each test's process.
+    honest, _ = sum_costs["honest"]
+    cost, reason = sum_costs[name]
+    assert reason is None and cost.unit == "instructions"
+    assert cost.value > 50 * honest.value  # ~500,000 loop steps against 1,500
+    assert efficiency_score(cost, honest) < 0.15
+    local, _ = sum_costs["function-local-static"]
+    assert abs(cost.value - local.value) < 0.01 * local.value
+
+
+@needs_valgrind
+@pytest.mark.parametrize("header", ["honest-iostream", "honest-bits-stdc"])
+def test_cpp_iostream_include_costs_nothing_more(sum_costs, header):
+    # <iostream> adds std::ios_base::Init to the static initialization (~100,000
+    # instructions); the harness includes it first and the count starts after it, so an
+    # honest solution that includes it costs exactly what one without it does.
+    honest, _ = sum_costs["honest"]
+    cost, reason = sum_costs[header]
+    assert reason is None and cost.value == honest.value
+    # ~6 instructions a loop step at -O0, 1,500 steps, plus the call and the assert: the
+    # harness's own start-up (std::ios_base::Init alone is ~100,000) is not in it.
+    assert honest.value < 10_000
+
+
+def test_regression_using_namespace_std_is_not_refused():
+    # The check against adding to namespace std refused every `using namespace std;`.
+    assert refused_constructs("cpp", "using namespace std;\nint f() { return 1; }\n") is None
+    assert refused_constructs("cpp", "using  namespace\n std::chrono;\n") is None
+    assert "namespace std" in refused_constructs("cpp", "namespace std { int x; }\n")
+    assert "namespace std" in refused_constructs("cpp", "using namespace std;\nnamespace std {}")
+
+
+CONSTRUCTOR_ATTRIBUTES = [
+    "__attribute__((constructor))",
+    "__attribute__((__constructor__))",
+    "[[gnu::constructor]]",
+    "#define EARLY __attribute__((constructor))\nEARLY",
+]
+
+
+@compiled
+@pytest.mark.parametrize("attribute", CONSTRUCTOR_ATTRIBUTES)
+def test_cpp_constructor_attribute_is_refused(attribute):
+    # A function in .init_array of its own runs before main, outside any counted function.
+    code = BUILD + "static std::vector<long> table;\n"
+    code += f"{attribute} static void fill() {{ table = build(); }}\n" + LOOKUP
+    result = run_compiled_tests(TOOLCHAIN, "cpp", code, SUM_TESTS, LIMITS)
+    assert result.status == "compile_error" and result.tests_passed == 0
+    assert "constructor attribute" in result.first_error, result.first_error
+    cost, reason = measure(SUM_TASK, code, LIMITS, TOOLCHAIN)
+    assert cost is None and "constructor attribute" in reason
+
+
+THREADED = {
+    "cpp": (
+        SUM_TASK,
+        "#include <thread>\nlong total(long n) {\n    long s = 0;\n"
+        "    std::thread worker([&] { for (long i = 0; i < n; i++) s += i; });\n"
+        "    worker.join();\n    return s;\n}\n",
+    ),
+    "rust": (
+        Task("t-sum-rs", "the sum of 0..n-1", "rust", "total",
+             ("assert_eq!(total(300), 44850);", "assert_eq!(total(1000), 499500);"), None),
+        "pub fn total(n: i64) -> i64 {\n"
+        "    std::thread::spawn(move || (0..n).sum::<i64>()).join().unwrap()\n}\n",
+    ),
+}  # fmt: skip
+
+
+@needs_valgrind
+@pytest.mark.parametrize("language", sorted(THREADED))
+def test_work_in_another_thread_gets_no_cost(language):
+    # Callgrind collects in the thread that runs the test function only: a thread started
+    # there was not counted (each C++ test cost the same ~7,700 instructions of thread
+    # start-up whatever n; Rust 11,241 for both tests against 89,994 for the honest sum).
+    task, code = THREADED[language]
+    assert run_compiled_tests(TOOLCHAIN, language, code, task.tests, LIMITS).status == "passed"
+    cost, reason = measure(task, code, LIMITS, TOOLCHAIN)
+    assert cost is None and "thread" in reason
+
+
+@compiled
+def test_rust_init_array_entry_is_refused():
+    # Rust runs no code of the program's before main, except a function placed in
+    # .init_array by hand: #[link_section] is refused.
+    task = THREADED["rust"][0]
+    code = (
+        "static mut TABLE: [i64; 1001] = [0; 1001];\n"
+        'extern "C" fn fill() { unsafe { for n in 0..1001 { TABLE[n] = (0..n as i64).sum(); } } }\n'
+        '#[used]\n#[link_section = ".init_array"]\nstatic FILL: extern "C" fn() = fill;\n'
+        "pub fn total(n: i64) -> i64 { unsafe { TABLE[n as usize] } }\n"
+    )
+    result = run_compiled_tests(TOOLCHAIN, "rust", code, task.tests, LIMITS)
+    assert result.status == "compile_error" and "#[link_section]" in result.first_error
+    cost, reason = measure(task, code, LIMITS, TOOLCHAIN)
+    assert cost is None and "#[link_section]" in reason
