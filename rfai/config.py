@@ -370,11 +370,29 @@ class GRPOConfig:
         "unlikely almost no weight, so from a weak start it does not learn the teacher's code; "
         "use it for a student that already gives the teacher's tokens some probability.",
     )
+    distill_weight: float = key(
+        0.0,
+        "On-policy distillation (Agarwal et al. 2024, arXiv 2306.13649; 0 = off): a local "
+        "MLX model with the student's tokenizer (distill_model) scores the student's own "
+        "sampled tokens, and each token's reverse-KL estimate logp_student - logp_teacher, "
+        "times this weight, is subtracted from that token's advantage: a dense per-token "
+        "signal on top of the program reward. Groups whose rewards are all equal are then "
+        "trained too (their tokens still carry it). A model with another tokenizer is "
+        "refused at start-up.",
+    )
+    distill_model: str = key(
+        "",
+        "The distillation teacher: a Hub id or local folder that mlx_lm.load opens, e.g. "
+        "Qwen2.5-Coder-7B-Instruct teaching the 0.5B; empty = teacher.model when "
+        "teacher.backend is mlx (the model is then loaded once and does both jobs). Another "
+        "backend (an API, the references) can write the code while this model distils.",
+    )
 
     def __post_init__(self) -> None:
         _choice("grpo.scale_rewards", self.scale_rewards, SCALE_REWARDS)
         _check(self.teacher_guidance >= 0, "grpo.teacher_guidance", "must be >= 0 (0 = off)")
         _check(self.guidance_gamma >= 0, "grpo.guidance_gamma", "must be >= 0 (0 = no shaping)")
+        _check(self.distill_weight >= 0, "grpo.distill_weight", "must be >= 0 (0 = off)")
         _choice("grpo.loss_type", self.loss_type, LOSS_TYPES)
         _check(self.advantage_eps > 0, "grpo.advantage_eps", "must be > 0")
         _check(self.epsilon_low > 0, "grpo.epsilon_low", "must be > 0")
@@ -618,6 +636,17 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     huggingface: HuggingFaceConfig = field(default_factory=HuggingFaceConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.grpo.distill_weight == 0
+            or bool(self.grpo.distill_model.strip())
+            or self.teacher.backend == "mlx",
+            "grpo.distill_weight",
+            f"needs a local model to score the student's tokens: set grpo.distill_model (a Hub "
+            f"id or folder with the student's tokenizer) or teacher.backend: mlx (got "
+            f"{self.teacher.backend}), or set grpo.distill_weight: 0",
+        )
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -5,7 +5,9 @@ g * G + s). A group takes no part in the update when:
 1. any of its samples could not be scored (`skip_reason`: a `ScoringError`, or a scorer bug
    counted as `scorer_errors`): a made-up reward would be noise, so the whole group goes;
 2. `grpo.drop_zero_variance_groups` is on and all its rewards are equal (DAPO's dynamic
-   sampling, Yu et al. 2025): such a group has zero advantage everywhere anyway.
+   sampling, Yu et al. 2025): such a group has zero advantage everywhere anyway. Not under
+   on-policy distillation (`grpo.distill_weight` > 0): its tokens still carry the per-token
+   distillation term, so it is kept with advantages 0.
 The advantages of the groups that are left come from `rfai.advantages.group_advantages`,
 computed over those groups only (so `scale_rewards: batch` uses the kept groups' std).
 
@@ -91,7 +93,7 @@ def select_groups(
     if not usable:
         return GroupSelection([], [], skipped, 0)
     dropped = 0
-    if grpo.drop_zero_variance_groups:
+    if grpo.drop_zero_variance_groups and grpo.distill_weight == 0:
         equal = [max(group_rewards(g)) - min(group_rewards(g)) <= 1e-6 for g in usable]
         dropped = sum(equal)
         usable = [g for g, eq in zip(usable, equal, strict=True) if not eq]

@@ -20,6 +20,19 @@ and no clip (LUFFY, Yan et al. 2025, arXiv 2504.14945):
 and no KL term (k3 estimates KL(pi || ref) only for tokens sampled from pi). They count as
 tokens in every loss type's normalisation, like the students' rows.
 
+On-policy distillation (``distill_weight`` w > 0; Agarwal et al. 2024, "On-Policy
+Distillation of Language Models", arXiv 2306.13649): a local teacher q that shares the
+student's tokenizer scores the student's own sampled tokens (``teacher_logp``). Each on-policy
+token's advantage becomes
+
+    A_it = A_i - w * (logp_it - teacher_logp_it)       (the difference without gradient)
+
+The difference is the one-sample estimate of the per-token reverse KL(pi || q) at the sampled
+token; as a per-token advantage under the same clipped surrogate, its gradient is the score-
+function gradient of that KL (tokens the student finds likelier than the teacher are pushed
+down, tokens the teacher prefers pushed up), the dense signal of on-policy distillation, added
+to the sparse program reward. Teacher rows get no distillation term.
+
 ``k3`` is Schulman's estimator of KL(pi || ref) ("Approximating KL Divergence", 2020 blog):
 with d = ref_logp - logp, k3 = exp(d) - d - 1. It is unbiased for tokens sampled from pi, and
 always >= 0 because exp(d) >= 1 + d.
@@ -155,6 +168,8 @@ def policy_loss(
     norm: LossNormalizer,
     off_policy: mx.array | None = None,
     guidance_gamma: float = 0.0,
+    teacher_logp: mx.array | None = None,
+    distill_weight: float = 0.0,
 ) -> tuple[mx.array, dict[str, mx.array]]:
     """Clipped surrogate loss plus ``beta`` * k3 KL, aggregated by ``loss_type``.
 
@@ -167,6 +182,9 @@ def policy_loss(
         off_policy: (B,) 1 for teacher rows (the module docstring's off-policy term; their
             ``old_logp`` is ignored), or None when there are none.
         guidance_gamma: LUFFY's shaping constant for those rows; 0 = plain log-likelihood.
+        teacher_logp: (B, T) a distillation teacher's log-probabilities of the same targets
+            (same temperature), required when ``distill_weight > 0``.
+        distill_weight: w of the module docstring's distillation term; 0 = off.
 
     Returns:
         ``(loss, stats)``: the scalar micro-batch loss, and stop-gradient SUMS over masked tokens
@@ -176,11 +194,16 @@ def policy_loss(
         ratio < 1 - epsilon_low and A < 0, "clipped_high" ratio > 1 + epsilon_high and A > 0:
         the tokens whose gradient the clip removed. "kl_sum" is 0 without ``ref_logp``.
         "tokens" counts every row; kl, ratio and clip sums only on-policy rows, "teacher_*"
-        only teacher rows (prob = e^logp).
+        only teacher rows (prob = e^logp). With distillation, "distill_kl_sum" sums
+        logp - teacher_logp over on-policy tokens.
     """
     _check_policy_args(ref_logp is not None, epsilon_low, epsilon_high, beta, loss_type)
     if guidance_gamma < 0:
         raise ValueError(f"guidance_gamma must be >= 0, got {guidance_gamma}")
+    if distill_weight < 0:
+        raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
+    if distill_weight > 0 and teacher_logp is None:
+        raise ValueError(f"teacher_logp is required when distill_weight > 0 ({distill_weight})")
     mask = mask.astype(mx.float32)  # (B, T)
     adv = advantages.astype(mx.float32)[:, None]  # (B, 1)
     no_rows = mx.zeros(advantages.shape, mx.float32)  # (B,)
@@ -190,6 +213,10 @@ def policy_loss(
     old = mx.where(off > 0, mx.stop_gradient(logp), old_logp)  # (B, T)
     ratio = mx.exp(logp - mx.stop_gradient(old))  # (B, T)
     clipped = mx.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)  # (B, T)
+    reverse_kl = None
+    if teacher_logp is not None:
+        reverse_kl = mx.stop_gradient(logp - teacher_logp) * (1.0 - off)  # (B, T)
+        adv = adv - distill_weight * reverse_kl  # (B, T) per-token advantages
     surrogate = mx.minimum(ratio * adv, clipped * adv)  # (B, T)
     # Without a reference model (beta == 0, checked above) compare logp with itself: k3 = 0.
     ref = mx.stop_gradient(logp if ref_logp is None else ref_logp)  # (B, T)
@@ -198,6 +225,8 @@ def policy_loss(
     per_token = mx.where(off > 0, -adv * guidance_term(logp, guidance_gamma), on_policy_term)
     loss = aggregate_loss(per_token, mask, loss_type, norm)  # ()
     stats = _token_stats(mask * (1.0 - off), ratio, kl, adv, epsilon_low, epsilon_high)
+    if reverse_kl is not None:
+        stats["distill_kl_sum"] = (reverse_kl * mx.stop_gradient(mask)).sum()  # ()
     if off_policy is None:
         return loss, stats
     teacher_mask = mx.stop_gradient(mask * off)  # (B, T)
@@ -241,7 +270,7 @@ def _token_stats(
 ) -> dict[str, mx.array]:
     """`policy_loss`'s stop-gradient sums over masked tokens (see its docstring).
 
-    mask, ratio, kl: (B, T) float32; adv: (B, 1).
+    mask, ratio, kl: (B, T) float32; adv: (B, 1), or (B, T) per-token with distillation.
     """
     # Token count as a sum of row sums: under mx.compile(mx.value_and_grad(...)) (MLX 0.32.4), an
     # auxiliary output equal to an expression the loss also computes (bnpo's mask.sum()) fails

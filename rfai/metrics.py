@@ -16,6 +16,7 @@ _CONSOLE = (
     ("teacher_score", "teacher {:.3f}"),
     ("pass_rate", "pass {:.2f}"),
     ("teacher_token_prob", "teacher tok p {:.3f}"),  # teacher-guided groups only
+    ("distill_kl", "distill kl {:.3f}"),  # on-policy distillation only
     ("loss", "loss {:+.4f}"),
     ("kl", "kl {:.4f}"),
     ("completion_tokens", "len {:.0f}"),

@@ -6,7 +6,9 @@ slow work behind it:
    call), and the resume state (a checkpoint must exist with --resume and must not without);
 2. the task files (read and filtered, no program run);
 3. the student model loads (a typo in --model is reported here, before any sandbox work),
-   then the teacher (an API teacher reads its key; a local teacher loads its model);
+   then the teacher (an API teacher reads its key; a local teacher loads its model at its
+   first use) and, with `grpo.distill_weight` > 0, the distillation model (refused here if
+   its tokenizer differs from the student's);
 4. the compilers and the sandbox the tasks' languages need;
 5. tests the teacher writes for tasks without any (`teacher.write_tests`: network);
 6. every task's reference solution run against its tests in the sandbox. A task whose
@@ -23,6 +25,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlx.core as mx
 
@@ -151,6 +154,22 @@ def with_teacher_tests(teacher: Teacher, tasks: list[Task], log) -> list[Task]:
     return tasks
 
 
+def load_distiller(config: Config, student: Student) -> tuple[Any, tuple[Any, Any] | None]:
+    """Step 3's distillation teacher (`grpo.distill_weight` > 0): (its model or None, and the
+    loaded (model, tokenizer) pair when it is also the mlx teacher's model, else None)."""
+    grpo, teacher = config.grpo, config.teacher
+    if grpo.distill_weight == 0:
+        return None, None
+    from rfai.teachers.mlx_local import load_distill_teacher
+
+    shared = teacher.backend == "mlx" and grpo.distill_model.strip() in ("", teacher.model)
+    model_id, key = (
+        (teacher.model, "teacher.model") if shared else (grpo.distill_model, "grpo.distill_model")
+    )
+    loaded = load_distill_teacher(model_id, key, student.tokenizer, config.student.path)
+    return loaded[0], loaded if shared else None
+
+
 def build_run(
     config: Config,
     *,
@@ -170,7 +189,8 @@ def build_run(
         logger.info(line)
     student = student or load_student(config.student, seed=config.training.seed)
     student.model.eval()
-    teacher = build_teacher(config.teacher)
+    distill_model, mlx_loaded = load_distiller(config, student)
+    teacher = build_teacher(config.teacher, mlx_loaded)
     suite = ScoringSuite.from_config(config.scoring)
     workers = config.scoring.workers or os.cpu_count() or 1
     languages = {t.language for t in [*splits.train, *splits.validation, *splits.evaluation]}
@@ -188,6 +208,7 @@ def build_run(
         config.rollout.temperature,
         total_updates=config.training.steps * config.grpo.num_iterations,
         max_new_tokens=config.rollout.max_new_tokens,
+        distill_teacher=distill_model,
     )
     writer = DatasetWriter(paths.dataset_dir)
     run_id, start_step = uuid.uuid4().hex[:12], 0

@@ -177,6 +177,7 @@ def step_metrics(
             trained_tokens=update.tokens,
             logprob_mismatch=update.logprob_mismatch,
             teacher_token_prob=update.teacher_token_prob,
+            distill_kl=update.distill_kl,
         )
     return metrics
 

@@ -18,6 +18,11 @@ Teacher members of guided groups (`rfai.groups`) are samples with `off_policy=Tr
 like the students' rows, they get `rfai.loss`'s off-policy term. The kl, ratio, clip and
 mismatch statistics are averaged over the students' tokens only; `teacher_token_prob` is the
 mean probability the policy gives the teacher's tokens (first iteration, before its update).
+
+On-policy distillation (`grpo.distill_weight` > 0, `rfai.loss`): a local teacher model that
+shares the student's tokenizer scores every micro-batch's targets in one batched forward pass
+before the update (like the reference log-probs); `distill_kl` is the students' mean
+per-token logp - teacher_logp on the first iteration, the sampled estimate of the reverse KL.
 """
 
 from __future__ import annotations
@@ -163,6 +168,9 @@ class UpdateStats:
     # L2 norm of the change of the trainable parameters over the whole step: 0 means the
     # weights did not move (e.g. every advantage was 0), whatever the optimizer was asked.
     update_norm: float = 0.0
+    # Mean per-token logp_student - logp_teacher over the students' tokens (first iteration):
+    # the reverse KL to the distillation teacher, None without one.
+    distill_kl: float | None = None
 
 
 class PolicyUpdater:
@@ -177,11 +185,17 @@ class PolicyUpdater:
         total_updates: int,
         *,
         max_new_tokens: int,
+        distill_teacher: nn.Module | None = None,
     ) -> None:
         """`temperature` and `max_new_tokens` are the rollout's (`rollout.*`): the loss needs the
-        sampler's temperature, and dr_grpo divides by the configured completion limit."""
+        sampler's temperature, and dr_grpo divides by the configured completion limit.
+        `distill_teacher`: the local teacher model `grpo.distill_weight` > 0 needs (same
+        tokenizer as the student: `rfai.distill.check_same_tokenizer`)."""
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if grpo.distill_weight > 0 and distill_teacher is None:
+            raise ValueError("grpo.distill_weight > 0 needs a distill_teacher model")
+        self.distill_teacher = distill_teacher if grpo.distill_weight > 0 else None
         self.student = student
         self.grpo = grpo
         self.training = training
@@ -207,6 +221,10 @@ class PolicyUpdater:
             state = [model.state, self.optimizer.state, mx.random.state]
             apply = partial(mx.compile, inputs=state, outputs=state)(apply)
         self._token_logp = lambda inputs, targets: logits_to_logp(model(inputs), targets)
+        if self.distill_teacher is not None:
+            self.distill_teacher.eval()
+            teacher = self.distill_teacher
+            self._teacher_logp = lambda inputs, targets: logits_to_logp(teacher(inputs), targets)
         self._micro_step = _micro_step_function(model, logits_to_loss)
         self._apply = apply
 
@@ -219,6 +237,16 @@ class PolicyUpdater:
                 logp = self._token_logp(b.inputs, b.targets)  # (rows, T)
                 mx.eval(logp)
                 out.append(logp)
+        return out
+
+    def teacher_logprobs(self, batches: Sequence[MicroBatch]) -> list[mx.array]:
+        """Log-probs of each micro-batch's targets under the distillation teacher, at the
+        rollout temperature (so pi = q is the optimum at any temperature)."""
+        out = []
+        for b in batches:
+            logp = self._teacher_logp(b.inputs, b.targets)  # (rows, T)
+            mx.eval(logp)
+            out.append(logp)
         return out
 
     def _pack_batch(self, samples: Sequence[Sample]) -> tuple[list[MicroBatch], LossNormalizer]:
@@ -238,7 +266,12 @@ class PolicyUpdater:
         return batches, norm
 
     def _update(
-        self, batches: Sequence[MicroBatch], refs: Sequence[mx.array], scale: mx.array, zeros
+        self,
+        batches: Sequence[MicroBatch],
+        refs: Sequence[mx.array],
+        teacher: Sequence[mx.array],
+        scale: mx.array,
+        zeros,
     ) -> tuple[mx.array, dict[str, float], mx.array, mx.array]:
         """One optimizer update: gradients accumulated over every micro-batch, then applied.
 
@@ -249,9 +282,11 @@ class PolicyUpdater:
         acc = zeros
         loss_total = mx.array(0.0)
         keys = ("kl_sum", "ratio_sum", "clipped_low_sum", "clipped_high_sum", "teacher_prob_sum")
+        if self.distill_teacher is not None:
+            keys = (*keys, "distill_kl_sum")
         sums = dict.fromkeys(keys, 0.0)
         mismatch_sum = mx.array(0.0)
-        for b, ref in zip(batches, refs, strict=True):
+        for b, ref, teacher_logp in zip(batches, refs, teacher, strict=True):
             loss, (stats, mm), acc = self._micro_step(
                 b.inputs,
                 b.targets,
@@ -260,6 +295,7 @@ class PolicyUpdater:
                 ref,
                 b.advantages,
                 b.off_policy,
+                teacher_logp,
                 scale,
                 acc,
             )
@@ -280,6 +316,10 @@ class PolicyUpdater:
             refs = self.reference_logprobs(batches)
         else:
             refs = [mx.zeros_like(b.old_logp) for b in batches]
+        if self.distill_teacher is not None:
+            teacher = self.teacher_logprobs(batches)
+        else:
+            teacher = [mx.zeros_like(b.old_logp) for b in batches]
         model = self.student.model
         model.train()
         losses, kls, ratios, lows, highs, norms = [], [], [], [], [], []
@@ -291,14 +331,18 @@ class PolicyUpdater:
         zeros = tree_map(mx.zeros_like, before)
         teacher_tokens = int(sum((b.mask * b.off_policy[:, None]).sum().item() for b in batches))
         denom = max(norm.total_tokens - teacher_tokens, 1)  # the students' tokens
-        teacher_prob = None
+        teacher_prob = distill_kl = None
         for iteration in range(self.grpo.num_iterations):
-            loss_total, sums, mismatch_sum, grad_norm = self._update(batches, refs, scale, zeros)
+            loss_total, sums, mismatch_sum, grad_norm = self._update(
+                batches, refs, teacher, scale, zeros
+            )
             if iteration == 0:
                 lr = float(self.optimizer.learning_rate.item())
                 mismatch = float(mismatch_sum.item()) / denom
                 if teacher_tokens:
                     teacher_prob = sums["teacher_prob_sum"] / teacher_tokens
+                if "distill_kl_sum" in sums:
+                    distill_kl = sums["distill_kl_sum"] / denom
             losses.append(float(loss_total.item()))
             kls.append(sums["kl_sum"] / denom)
             ratios.append(sums["ratio_sum"] / denom)
@@ -322,6 +366,7 @@ class PolicyUpdater:
             teacher_tokens=teacher_tokens,
             teacher_token_prob=teacher_prob,
             update_norm=update_norm,
+            distill_kl=distill_kl,
         )
 
 
@@ -329,11 +374,14 @@ def _loss_functions(grpo: GRPOConfig, temperature: float):
     """(logits_to_logp, logits_to_loss): the vocabulary-wide functions `training.compile`
     compiles. The loss is unit-normalised; `scale` makes it the micro-batch's share."""
     beta = grpo.beta
+    distill = grpo.distill_weight
 
     def logits_to_logp(logits: mx.array, targets: mx.array) -> mx.array:
         return token_logprobs(logits, targets, temperature)  # (b, T)
 
-    def logits_to_loss(logits, targets, mask, old_logp, ref_logp, advantages, off_policy, scale):
+    def logits_to_loss(
+        logits, targets, mask, old_logp, ref_logp, advantages, off_policy, teacher_logp, scale
+    ):
         logp = token_logprobs(logits, targets, temperature)  # (b, T)
         loss, stats = policy_loss(
             logp,
@@ -348,6 +396,8 @@ def _loss_functions(grpo: GRPOConfig, temperature: float):
             norm=_UNIT,
             off_policy=off_policy,
             guidance_gamma=grpo.guidance_gamma,
+            teacher_logp=teacher_logp if distill > 0 else None,
+            distill_weight=distill,
         )
         on_policy = mask * (1.0 - off_policy)[:, None]  # (b, T) teacher rows have no old_logp
         mismatch = mx.stop_gradient((mx.abs(old_logp - logp) * on_policy).sum())  # ()
@@ -373,17 +423,17 @@ def _apply_function(model: nn.Module, optimizer: optim.Optimizer, max_grad_norm:
 def _micro_step_function(model: nn.Module, logits_to_loss):
     """micro_step(...) -> (loss, (stats, mismatch), acc + grads) for one micro-batch."""
 
-    def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, off, scale):
+    def loss_fn(model_, inputs, targets, mask, old_logp, ref_logp, advantages, off, t_logp, scale):
         loss, stats, mismatch = logits_to_loss(
-            model_(inputs), targets, mask, old_logp, ref_logp, advantages, off, scale
+            model_(inputs), targets, mask, old_logp, ref_logp, advantages, off, t_logp, scale
         )
         return loss, (stats, mismatch)
 
     value_and_grad = nn.value_and_grad(model, loss_fn)
 
-    def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, off, scale, acc):
+    def micro_step(inputs, targets, mask, old_logp, ref_logp, advantages, off, t_logp, scale, acc):
         (loss, aux), grads = value_and_grad(
-            model, inputs, targets, mask, old_logp, ref_logp, advantages, off, scale
+            model, inputs, targets, mask, old_logp, ref_logp, advantages, off, t_logp, scale
         )
         return loss, aux, tree_map(mx.add, grads, acc)
 
