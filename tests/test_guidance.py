@@ -28,7 +28,7 @@ def guided(**changes) -> GRPOConfig:
 # --- group selection ----------------------------------------------------------------------
 
 
-def test_all_fail_group_gets_a_positive_teacher_term_and_zeroed_students():
+def test_regression_hard_tasks_teach_nothing_all_fail_group_gets_the_teacher_term():
     # [0, 0, 0, 0 | 1]: mean 0.2; teacher centred 0.8; std (ddof=1) = sqrt((4 * 0.04 + 0.64) / 4)
     # = sqrt(0.2). Students' -0.2 / std are set to 0 (all-fail rule).
     sel = select_groups([0.0] * 4, [None] * 4, 4, guided(), [1.0])
@@ -42,8 +42,15 @@ def test_without_guidance_the_all_fail_group_has_no_signal():
     assert sel.advantages == [0.0] * 4 and sel.teacher == {}
 
 
-def test_a_teacher_above_the_students_shifts_their_advantages():
+def test_regression_the_teacher_cancels_out_guided_advantages_depend_on_its_score():
+    """The issue's example: students [.2, .5, .6, .9] had the same advantages whether the
+    teacher scored 0.95 or 0.5 (one divisor or shift per group, removed by standardising).
+    As a group member the teacher's reward changes them."""
     students = [0.2, 0.5, 0.6, 0.9]
+    high = select_groups(students, [None] * 4, 4, guided(), [0.95]).advantages
+    low = select_groups(students, [None] * 4, 4, guided(), [0.5]).advantages
+    assert not np.allclose(high, low, atol=1e-3)
+    assert all(h < w for h, w in zip(high, low, strict=True))  # a better teacher: lower
     plain = select_groups(students, [None] * 4, 4, GRPOConfig(scale_rewards="none"))
     # No teacher: mean 0.55.
     assert plain.advantages == pytest.approx([-0.35, -0.05, 0.05, 0.35], abs=1e-6)
