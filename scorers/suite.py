@@ -19,6 +19,10 @@ A passing student whose cost could not be had or trusted (tracing switched off, 
 call, a malformed or forged count) also gets 0, with the reason in
 ``details["efficiency"]["reason"]``.
 ``score_teacher`` gives the teacher 1.0 (its cost against itself) when it passes.
+
+Quality and documentation are credited in proportion to the fraction of tests passed (when
+the task has tests): code that compiles but passes nothing gets 0 for them, like code that
+does not compile, so tidy code that does nothing earns no reward.
 """
 
 from __future__ import annotations
@@ -212,6 +216,16 @@ class ScoringSuite:
                 if criteria[name] is not None:
                     criteria[name] = 0.0
                     details[name] = {"reason": "program does not compile"}
+        elif execution is not None and execution.tests_passed < len(task.tests):
+            # Quality and documentation count in proportion to the tests passed: a program that
+            # compiles but passes nothing (a bare name, a docstring) has none worth rewarding,
+            # or a student would learn to write tidy code that does nothing.
+            passed = execution.tests_passed / len(task.tests)
+            for name in self._static:
+                if criteria[name] is not None:
+                    details[name] = {"ungated_value": criteria[name], "tests_passed_fraction": passed,
+                                     **(details.get(name) or {})}  # fmt: skip
+                    criteria[name] = criteria[name] * passed
         cost: Cost | None = None
         if "efficiency" in self.weights:
             passed = execution is not None and execution.status == "passed"

@@ -163,3 +163,36 @@ def test_regression_uncompilable_code_earns_no_documentation_or_quality():
     assert result.criteria["documentation"] == 0.0
     assert result.criteria["code_quality"] == 0.0
     assert result.score == 0.0
+
+
+TIDY_STUBS = {
+    # Tidy, documented code that compiles and does nothing: it must earn nothing.
+    "python": 'def rle(s: str) -> str:\n    """Run-length encode s."""\n    return "?"\n',
+    "cpp": '#include <string>\n\n/// Run-length encode s.\nstd::string rle(const std::string& s) {\n'
+    '    return "?";\n}\n',
+    "rust": '/// Run-length encode `s`.\npub fn rle(s: &str) -> String {\n    let _ = s;\n'
+    '    "?".to_string()\n}\n',
+}
+
+
+@pytest.mark.parametrize("language", sorted(TIDY_STUBS))
+def test_regression_code_that_passes_no_test_earns_no_quality_or_documentation(language):
+    """Found by a learning run: code that compiled but failed every test kept code_quality
+    0.94, and plain GRPO learned to answer with a bare name (reward 0.045 -> 0.356, nothing
+    passed). Quality and documentation now count in proportion to the tests passed."""
+    from rfai.tasks import load_tasks
+
+    task = next(t for t in load_tasks(f"builtin:{language}") if t.entry_point == "rle")
+    suite = ScoringSuite(
+        {"correctness": 0.3, "code_quality": 0.3, "documentation": 0.2, "efficiency": 0.2},
+        SandboxLimits(),
+    )
+    stub = suite.score(task, TIDY_STUBS[language])
+    assert stub.status == "failed" and stub.tests_passed == 0
+    assert stub.criteria["code_quality"] == 0.0 and stub.criteria["documentation"] == 0.0
+    assert stub.details["code_quality"]["ungated_value"] > 0.5  # what it used to earn
+    assert stub.score == 0.0
+    bare = suite.score(make_task(), "RRRR\n") if language == "python" else None
+    assert bare is None or (bare.score == 0.0 and bare.status != "passed")
+    honest = suite.score(task, task.reference_solution)
+    assert honest.status == "passed" and honest.criteria["code_quality"] > 0.5
