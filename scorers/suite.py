@@ -223,8 +223,9 @@ class ScoringSuite:
             passed = execution.tests_passed / len(task.tests)
             for name in self._static:
                 if criteria[name] is not None:
-                    details[name] = {"ungated_value": criteria[name], "tests_passed_fraction": passed,
-                                     **(details.get(name) or {})}  # fmt: skip
+                    own = details.get(name) or {}
+                    details[name] = {"ungated_value": criteria[name], **own}
+                    details[name]["tests_passed_fraction"] = passed
                     criteria[name] = criteria[name] * passed
         cost: Cost | None = None
         if "efficiency" in self.weights:

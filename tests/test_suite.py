@@ -168,9 +168,9 @@ def test_regression_uncompilable_code_earns_no_documentation_or_quality():
 TIDY_STUBS = {
     # Tidy, documented code that compiles and does nothing: it must earn nothing.
     "python": 'def rle(s: str) -> str:\n    """Run-length encode s."""\n    return "?"\n',
-    "cpp": '#include <string>\n\n/// Run-length encode s.\nstd::string rle(const std::string& s) {\n'
-    '    return "?";\n}\n',
-    "rust": '/// Run-length encode `s`.\npub fn rle(s: &str) -> String {\n    let _ = s;\n'
+    "cpp": "#include <string>\n\n/// Run-length encode s.\n"
+    'std::string rle(const std::string& s) {\n    return "?";\n}\n',
+    "rust": "/// Run-length encode `s`.\npub fn rle(s: &str) -> String {\n    let _ = s;\n"
     '    "?".to_string()\n}\n',
 }
 
