@@ -34,7 +34,7 @@ import httpx2
 from huggingface_hub import CommitOperationAdd, HfApi, set_client_factory
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from rfai.card import CARD, PUBLIC_CONFIG, model_card, write_dataset_card
+from rfai.card import CARD, PUBLIC_CONFIG, dataset_card, model_card
 from rfai.config import HUB_REPO_ID as REPO_ID
 from rfai.config import Config
 from rfai.dataset_schema import split_files, validate_folder
@@ -151,8 +151,11 @@ def upload_files(
     retries: int = 5,
     timeout_seconds: float = 120.0,
     base_delay: float = 1.0,
+    contents: dict[str, bytes] | None = None,
 ) -> str:
-    """Create `repo_id` if needed and commit `files` (relative to `folder`) in one commit."""
+    """Create `repo_id` if needed and commit `files` (relative to `folder`) in one commit;
+    a file named in `contents` is uploaded from those bytes, not read from `folder`."""
+    contents = contents or {}
     check_repo_id(repo_id)
     _use_timeout(timeout_seconds)
     # HF_ENDPOINT is read here, not at import as huggingface_hub.constants does.
@@ -177,7 +180,7 @@ def upload_files(
         )
 
         def commit() -> Any:
-            ops = [CommitOperationAdd(f, str(folder / f)) for f in files]
+            ops = [CommitOperationAdd(f, contents.get(f) or str(folder / f)) for f in files]
             return api.create_commit(
                 repo_id, ops, commit_message=commit_message, repo_type=repo_type, token=token
             )
@@ -188,15 +191,16 @@ def upload_files(
     return str(info.commit_url)
 
 
-def _describe(folder: Path, files: list[str]) -> str:
-    sizes = [(folder / f).stat().st_size for f in files]
+def _describe(folder: Path, files: list[str], contents: dict[str, bytes] | None = None) -> str:
+    contents = contents or {}
+    sizes = [len(contents[f]) if f in contents else (folder / f).stat().st_size for f in files]
     lines = [f"  {f}  ({s / 1e6:.2f} MB)" for f, s in zip(files, sizes, strict=True)]
     return "\n".join([*lines, f"  total {sum(sizes) / 1e6:.2f} MB in {len(files)} file(s)"])
 
 
 def dataset_files(folder: Path) -> list[str]:
     """What a dataset repo receives: the card, the public config, the non-empty splits."""
-    extra = [name for name in (CARD, PUBLIC_CONFIG) if (folder / name).is_file()]
+    extra = [CARD] + [name for name in (PUBLIC_CONFIG,) if (folder / name).is_file()]
     return extra + [p.name for p in split_files(folder).values()]
 
 
@@ -214,22 +218,26 @@ def export_dataset(
 ) -> str | None:
     """Validate every split, regenerate the card, upload in one commit; returns the commit url.
 
-    Raises DatasetValidationError (file:line of each broken line), HubError.
+    The card is uploaded from memory and written to the folder only after the upload
+    succeeded (a dry run writes it, as the preview it asks for): a failed upload changes no
+    local file. Raises DatasetValidationError (file:line of each broken line), HubError.
     """
     folder = Path(folder)
     check_repo_id(repo_id)
     sizes = validate_folder(folder)
-    write_dataset_card(folder, run_dir=run_dir, repo_id=repo_id)
+    card = dataset_card(folder, run_dir=run_dir, repo_id=repo_id).encode("utf-8")
     files = dataset_files(folder)
     visibility = "private" if private else "public"
-    print(f"dataset {folder}: {sizes} rows, valid; card written to {folder / CARD}")
+    print(f"dataset {folder}: {sizes} rows, valid")
     if dry_run:
+        (folder / CARD).write_bytes(card)
+        print(f"card written to {folder / CARD}")
         print(f"dry run: would upload to {visibility} dataset repo {repo_id} in one commit:")
         print(_describe(folder, files))
         return None
     token, source = resolve_token(cli_token)
     print(f"uploading to {visibility} dataset repo {repo_id} (token from {source}):")
-    print(_describe(folder, files))
+    print(_describe(folder, files, {CARD: card}))
     url = upload_files(
         folder,
         files,
@@ -241,8 +249,10 @@ def export_dataset(
         retries=retries,
         timeout_seconds=timeout_seconds,
         base_delay=base_delay,
+        contents={CARD: card},
     )
-    print(f"uploaded: {url}")
+    (folder / CARD).write_bytes(card)
+    print(f"uploaded: {url}; card written to {folder / CARD}")
     return url
 
 

@@ -214,3 +214,25 @@ def test_a_row_holding_a_token_in_its_error_stops_the_export(hub, folder, capsys
     assert "Hugging Face token" in err and "scrub_error" in err
     assert "hf_Q3v9" not in err  # the report names the kind, never the token
     assert hub.requests == []
+
+
+@pytest.mark.parametrize("failure", ["no token", "upload fails"])
+def test_regression_export_rewrites_the_card_before_failing(hub, folder, failure, monkeypatch):
+    """export_datasets.py used to regenerate README.md before the token check and the upload,
+    so a failed export changed a local file. Now every local file is byte-identical after it."""
+    (folder / "README.md").write_text("the user's own card\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    if failure == "no token":
+        monkeypatch.setenv("HF_HOME", str(folder.parent / "hf-home"))  # no saved login either
+        with pytest.raises(HubError, match="token"):
+            export_dataset(folder, "me/data", base_delay=0.01)
+    else:
+        hub.drop_next("/commit/", times=100)
+        with pytest.raises(HubError, match="failed after"):
+            export_dataset(folder, "me/data", cli_token=TOKEN, retries=1, base_delay=0.01)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # A successful export writes the card it uploaded.
+    hub.drop_next("/commit/", times=0)
+    _export(folder)
+    assert (folder / "README.md").read_bytes() == hub.files("dataset", "me/data")["README.md"]
+    assert (folder / "README.md").read_text() != "the user's own card\n"
