@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from scorers.correctness import CorrectnessScorer, ExecutionResult, TestOutcome
@@ -196,8 +196,16 @@ class ScoringSuite:
         return self._score(task, code, baseline, measure=usable)
 
     def _score(
-        self, task: Task, code: str, baseline: ProgramScore | None, *, measure: bool
+        self,
+        task: Task,
+        code: str,
+        baseline: ProgramScore | None,
+        *,
+        measure: bool,
+        teacher: bool = False,
     ) -> ProgramScore:
+        """`teacher`: the program is the baseline itself, so a passing one with a measured
+        cost gets efficiency 1.0 (its cost against itself)."""
         criteria: dict[str, float | None] = {}
         details: dict[str, object] = {}
         execution: ExecutionResult | None = None
@@ -233,7 +241,10 @@ class ScoringSuite:
             reason = None
             if passed and measure:
                 cost, reason = measure_cost_and_reason(task, code, self.limits, self.toolchain)
-            criteria["efficiency"] = _efficiency(cost, passed, baseline)
+            if teacher:
+                criteria["efficiency"] = 1.0 if passed and cost is not None else None
+            else:
+                criteria["efficiency"] = _efficiency(cost, passed, baseline)
             if reason is not None:
                 # Why the count was not had or not trusted (a program may steer an audit
                 # event's name into it, hence scrubbed like any message it controls).
@@ -241,13 +252,9 @@ class ScoringSuite:
         return self._combine(task, code, criteria, details, execution, cost)
 
     def score_teacher(self, task: Task, code: str) -> ProgramScore:
-        """Score the teacher's program; its efficiency is 1.0 against itself when it passes."""
-        result = self._score(task, code, None, measure=True)
-        if "efficiency" not in self.weights or result.cost is None:
-            return result
-        criteria = {**result.criteria, "efficiency": 1.0}
-        score, used = self._weighted(task, criteria)
-        return replace(result, criteria=criteria, weights=used, score=score)
+        """Score the teacher's program; its efficiency is 1.0 against itself when it passes
+        and its cost was measured (so `{efficiency: 1}` alone is a usable weighting)."""
+        return self._score(task, code, None, measure=True, teacher=True)
 
     def _weighted(
         self, task: Task, criteria: dict[str, float | None]

@@ -196,3 +196,20 @@ def test_regression_code_that_passes_no_test_earns_no_quality_or_documentation(l
     assert bare is None or (bare.score == 0.0 and bare.status != "passed")
     honest = suite.score(task, task.reference_solution)
     assert honest.status == "passed" and honest.criteria["code_quality"] > 0.5
+
+
+@pytest.mark.parametrize("language", ["python", "cpp", "rust"])
+def test_regression_efficiency_alone_is_a_usable_weighting(language):
+    """`scoring.weights: {efficiency: 1}` used to make every teacher score a ScoringError (no
+    criterion applied to the teacher before its efficiency 1.0 was filled in), so every task
+    was skipped at every step. The teacher now scores 1.0 against itself."""
+    from rfai.tasks import load_tasks
+
+    task = load_tasks(f"builtin:{language}")[0]
+    suite = ScoringSuite({"efficiency": 1.0}, SandboxLimits())
+    teacher = suite.score_teacher(task, task.reference_solution)
+    assert teacher.criteria == {"efficiency": 1.0} and teacher.score == 1.0
+    assert suite.score(task, task.reference_solution, baseline=teacher).score == pytest.approx(
+        1.0, abs=0.05
+    )
+    assert suite.score(task, "", baseline=teacher).score == 0.0
