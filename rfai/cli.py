@@ -75,7 +75,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         train(run)
-    except (TeacherError, HubError, DatasetValidationError) as exc:
+    except (TeacherError, HubError, DatasetValidationError, TrainingError) as exc:
         # Training itself is saved (checkpoints, adapter, rows); say what failed after it.
         print(f"error: {exc}", file=sys.stderr)
         return 1

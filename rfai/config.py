@@ -503,9 +503,16 @@ class TrainingConfig:
     compile: bool = key(True, "mx.compile the update step")
     seed: int = key(0, "seeds the adapter init and, per step, sampling")
     output_dir: str = key("runs/default", "config.yaml, metrics.jsonl, checkpoints/, adapters/")
+    stop_after_idle_steps: int = key(
+        10,
+        "Stop the run with an error (exit status 1) after this many consecutive steps that "
+        "trained on nothing (every task skipped, e.g. a teacher that cannot answer, or every "
+        "group dropped), naming the reasons; checkpoints and rows so far are kept. 0 = never.",
+    )
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "training.steps", "must be >= 1")
+        _check(self.stop_after_idle_steps >= 0, "training.stop_after_idle_steps", "must be >= 0")
         _check(self.learning_rate > 0, "training.learning_rate", "must be > 0")
         _choice("training.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check(self.warmup_steps >= 0, "training.warmup_steps", "must be >= 0")

@@ -37,7 +37,7 @@ from rfai.checkpoint import TrainingState, rng_state, save_checkpoint, step_seed
 from rfai.evaluate import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
-from rfai.run import Run
+from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
 from rfai.update import UpdateStats
 from scorers import ScoringPool
@@ -56,9 +56,14 @@ def train(run: Run) -> dict[str, Any]:
     with run.scoring_pool() as pool:
         if cfg.evaluation.baseline_evaluation and run.start_step == 0:
             _evaluation_pass(run, pool, "evaluation", 0)
+        idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
         for step in range(run.start_step + 1, cfg.training.steps + 1):
             last = run_step(run, step, pool)
             run.logger.log(step, last)
+            idle = [*idle, last] if last["trained_samples"] == 0 else []
+            if 0 < cfg.training.stop_after_idle_steps <= len(idle):
+                run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
+                raise TrainingError(idle_message(step, idle))
             if validation_due(step, cfg):
                 _evaluation_pass(run, pool, "validation", step)
             if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
@@ -100,7 +105,10 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
         on_row=lambda row: run.writer.write("train", row),
     )
     if not rollout.tasks:
-        return {"skipped_tasks": rollout.skipped, "scorer_errors": 0, "updated": False}
+        return {
+            "skipped_tasks": rollout.skipped, "scorer_errors": 0, "updated": False,
+            "trained_samples": 0,
+        }  # fmt: skip
     t_score = time.perf_counter()
     scored = rollout.in_order()
     guided = cfg.grpo.teacher_guidance > 0
@@ -139,6 +147,7 @@ def step_metrics(
     metrics: dict[str, Any] = {
         # True only when the weights moved: an update whose advantages were all 0 leaves them.
         "updated": update is not None and update.update_norm > 0,
+        "trained_samples": update.samples if update is not None else 0,
         "reward": mean(s.reward for s in valid),
         "reward_std": float(np.std([s.reward for s in valid])) if valid else None,
         "student_score": mean(s.student.score for s in valid),
@@ -180,6 +189,21 @@ def step_metrics(
             distill_kl=update.distill_kl,
         )
     return metrics
+
+
+def idle_message(step: int, idle: list[dict[str, Any]]) -> str:
+    """Why the run stops: `idle` holds the metrics of the consecutive steps up to `step` that
+    trained on nothing."""
+    skipped = sum(m["skipped_tasks"] for m in idle)
+    dropped = sum(m.get("zero_variance_groups_dropped", 0) for m in idle)
+    errors = sum(m["scorer_errors"] for m in idle)
+    return (
+        f"no training in {len(idle)} consecutive steps ({step - len(idle) + 1}-{step}): "
+        f"{skipped} task(s) skipped (the teacher gave no code, or scoring failed: the "
+        f"reasons are logged above), {dropped} group(s) dropped for equal rewards, "
+        f"{errors} scorer error(s). Fix the cause and resume with --resume, or set "
+        "training.stop_after_idle_steps: 0 to keep such a run going"
+    )
 
 
 def save_run_checkpoint(run: Run, step: int) -> Path:
