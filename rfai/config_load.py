@@ -4,9 +4,9 @@ The schema (every key's type, default and help) is the dataclasses of `rfai/conf
 module turns plain values into them. Loading is strict in the way nanoGPT's overrides are: an
 unknown key, a key given twice, a wrong type or an invalid value is a `ConfigError` that names
 the key path, the file and (for keys read from YAML) the line, and says what would be
-accepted; a file that is not UTF-8 or not YAML is one line naming its line and column. Command-line
-overrides (`--set section.key=value`) go through the same checks. `save_config` writes the
-resolved config back as YAML that loads again.
+accepted; a file that is not UTF-8 or not YAML is one line naming its line and column.
+Command-line overrides (`--set section.key=value`) go through the same checks. `save_config`
+writes the resolved config back as YAML that loads again.
 """
 
 from __future__ import annotations

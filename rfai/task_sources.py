@@ -24,10 +24,11 @@ A source spec is one of:
         optional rfai field; the id is ``<file stem>-<sha1(language, prompt)[:10]>``, stable
         when lines move, so teacher caches and dataset rows stay joined to their task.
 
-A record that cannot be read (bad JSON, a missing or mistyped field, an unknown language, a
-duplicate id) is one problem naming ``file:line`` (``spec[row N]`` for datasets). With
-``strict`` the first problem raises `TaskFormatError`; otherwise the record is skipped and its
-message kept in `SourceLoad.problems`. Errors that concern the whole source (no such file, a
+A record that cannot be read (bad JSON, a line that is not UTF-8, a lone surrogate escape, a
+missing or mistyped field, an unknown language, a duplicate id) is one problem naming
+``file:line`` (``spec[row N]`` for datasets). With ``strict`` the first problem raises
+`TaskFormatError`; otherwise the record is skipped and its message kept in
+`SourceLoad.problems`. Errors that concern the whole source (no such file, a
 field mapping naming a missing column) always raise.
 """
 
