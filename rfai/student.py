@@ -195,17 +195,6 @@ def _looks_like_local_path(path: str) -> bool:
     return path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
 
 
-def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
-    """Whether the Hub cache on this machine holds `repo_id` (a local look-up, no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    except ValueError:  # not a valid repo id
-        return False
-    return isinstance(found, str)
-
-
 def _missing_folder_hint(path: str) -> str:
     """What is there instead of the folder `path`: its closest sibling, or the nearest
     existing folder above it and what that holds ("" when that is only the working folder)."""
@@ -213,7 +202,10 @@ def _missing_folder_hint(path: str) -> str:
     parent = target.parent
     while not parent.is_dir() and parent != parent.parent:
         target, parent = parent, parent.parent
-    folders = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    try:
+        folders = sorted(p.name for p in parent.iterdir() if p.is_dir())
+    except OSError:  # not there, or not readable: nothing to suggest
+        folders = []
     close = difflib.get_close_matches(target.name, folders, n=1, cutoff=0.8)
     if close:
         return f" (did you mean {parent / close[0]}?)"
@@ -223,7 +215,7 @@ def _missing_folder_hint(path: str) -> str:
     return f" ({str(parent).rstrip('/')}/ holds {listed or 'no folder'})"
 
 
-def _load_error_message(path: str, revision: str | None, exc: Exception) -> str:
+def _load_error_message(path: str, exc: Exception) -> str:
     """One line: where rfai looked for `path` and what to do, for the path that was asked."""
     cause = " ".join(f"{type(exc).__name__}: {exc}".split())
     if Path(path).expanduser().exists():
@@ -239,11 +231,7 @@ def _load_error_message(path: str, revision: str | None, exc: Exception) -> str:
             f"Could not load the student model {path}: {missing}, and it is not a Hub id "
             f"either (those are NAME or ORG/NAME); check the path (relative to {Path.cwd()})"
         )
-    if _in_hub_cache(path, revision):
-        return (
-            f"Could not load the student model '{path}' from the Hugging Face Hub cache "
-            f"({cause}); delete its cached copy (`huggingface-cli delete-cache`) to fetch it again"
-        )
+    # Both readings failed: say both (the cause also covers a broken copy in the Hub cache).
     tried = f"and as a Hugging Face Hub id it could not be fetched ({cause})"
     if "/" in path and Path(path).parent.is_dir():
         # `models/nonexistent` next to an existing `models/`: surely a folder that is not there.
@@ -267,7 +255,7 @@ def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code:
     except Exception as exc:
         # Any failure here (no network, unknown repo, missing files) ends the run; the
         # original exception is chained so nothing is hidden.
-        raise StudentLoadError(_load_error_message(path, revision, exc)) from exc
+        raise StudentLoadError(_load_error_message(path, exc)) from exc
 
 
 def load_student(config: StudentConfig, seed: int = 0) -> Student:
