@@ -224,22 +224,24 @@ def _load_error_message(path: str, exc: Exception) -> str:
             "hold an mlx_lm model: config.json, the *.safetensors weights and the tokenizer files"
         )
     missing = f"there is no such local folder{_missing_folder_hint(path)}"
+    relative = "" if Path(path).expanduser().is_absolute() else f", relative to {Path.cwd()}"
+    check = f"check the path given as --model (student.path{relative})"
     if _looks_like_local_path(path):
         # mlx_lm.load takes any missing path for a Hub id, so its own error is about an
         # invalid repo id; the user meant a folder.
         return (
             f"Could not load the student model {path}: {missing}, and it is not a Hub id "
-            f"either (those are NAME or ORG/NAME); check the path (relative to {Path.cwd()})"
+            f"either (those are NAME or ORG/NAME); {check}"
         )
     # Both readings failed: say both (the cause also covers a broken copy in the Hub cache).
     tried = f"and as a Hugging Face Hub id it could not be fetched ({cause})"
     if "/" in path and Path(path).parent.is_dir():
         # `models/nonexistent` next to an existing `models/`: surely a folder that is not there.
-        return f"Could not load the student model {path}: {missing}, {tried}; check the path"
+        return f"Could not load the student model {path}: {missing}, {tried}; {check}"
     name = path.rsplit("/", 1)[-1]
     return (
-        f"Could not load the student model {path}: {missing}, {tried}. For a folder, check "
-        f"the path (relative to {Path.cwd()}); for a Hub id, check its spelling "
+        f"Could not load the student model {path}: {missing}, {tried}. For a folder, {check}; "
+        f"for a Hub id, check its spelling "
         f"(https://huggingface.co/{path}) and the network, or download it where there is "
         f"network (`huggingface-cli download {path} --local-dir models/{name}`) and pass "
         f"`--model models/{name}`"
