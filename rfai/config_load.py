@@ -2,10 +2,11 @@
 
 The schema (every key's type, default and help) is the dataclasses of `rfai/config.py`; this
 module turns plain values into them. Loading is strict in the way nanoGPT's overrides are: an
-unknown key, a wrong type or an invalid value is a `ConfigError` that names the key path, the
-file and (for keys read from YAML) the line, and says what would be accepted. Command-line
-overrides (`--set section.key=value`) go through the same checks. `save_config` writes the
-resolved config back as YAML that loads again.
+unknown key, a key given twice, a wrong type or an invalid value is a `ConfigError` that names
+the key path, the file and (for keys read from YAML) the line, and says what would be
+accepted; a file that is not UTF-8 or not YAML is one line naming its line and column.
+Command-line overrides (`--set section.key=value`) go through the same checks. `save_config`
+writes the resolved config back as YAML that loads again.
 """
 
 from __future__ import annotations
@@ -36,21 +37,74 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """Map each dotted key path in a YAML document to its 1-based line number."""
+def _key_lines(text: str, source: str = "<text>", numbered: bool = True) -> dict[str, int]:
+    """Map each dotted key path of a YAML document to its 1-based line number.
+
+    A key given twice in one mapping is a `ConfigError` naming both lines: YAML loaders keep
+    the later value without a word, so `steps: 5` lower down would silently undo `steps: 50`.
+    `numbered`: whether line numbers mean anything to the user (not in a `--set` value).
+    """
     lines: dict[str, int] = {}
 
     def walk(node: yaml.Node, prefix: str) -> None:
         if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
             for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may be overridden
+                    continue
                 path = f"{prefix}{key_node.value}"
-                lines[path] = key_node.start_mark.line + 1
+                line = key_node.start_mark.line + 1
+                if path in seen:
+                    where = f"{source}:{line}" if numbered else source
+                    first = f" (first at line {seen[path]})" if numbered else ""
+                    raise ConfigError(f"{where}: duplicate key '{path}'{first}; keep one of them")
+                seen[path] = lines[path] = line
                 walk(value_node, path + ".")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{prefix.rstrip('.')}[{i}].")
 
     root = yaml.compose(text, Loader=_Loader)
     if root is not None:
         walk(root, "")
     return lines
+
+
+def _yaml_problem(exc: yaml.YAMLError, source: str, text: str = "") -> str:
+    """A PyYAML error on one line, located in `source` (PyYAML itself names
+    `"<unicode string>"` and spreads the message over several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character; only an offset given
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        where = f"{source}:{line}:{column}"
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+    elif context and context_mark is not None:
+        problem += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        problem += f" ({context})"
+    return f"{where}: not valid YAML: {' '.join(problem.split())}"
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, or a `ConfigError` saying where it is not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[start : exc.start].decode("utf-8")) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 class _Where:
@@ -158,7 +212,18 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if not all(path):
         raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
-    value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    if not raw.strip():
+        return path, ""
+    try:
+        _key_lines(raw, f"--set {text}", numbered=False)
+        value = yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        # The value alone was parsed, so the mark's line and column are within `raw`.
+        problem = _yaml_problem(exc, "value", raw).split(": not valid YAML: ", 1)[1]
+        raise ConfigError(
+            f"--set {text}: the value {raw!r} is not valid YAML ({problem}); write a list "
+            f"as [1, 2], a mapping as {{a: 1}}, or quote a string: --set '{key}=\"{raw}\"'"
+        ) from None
     return path, value
 
 
@@ -188,12 +253,12 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
+        text = _read_text(path)
         try:
+            lines = _key_lines(text, str(path))
             loaded = yaml.load(text, Loader=_Loader)
-            lines = _key_lines(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            raise ConfigError(_yaml_problem(exc, str(path), text)) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

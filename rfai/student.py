@@ -16,6 +16,7 @@ fine-tuning the same snapshot is a copy of the base weights, the only case that 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -194,6 +195,59 @@ def _looks_like_local_path(path: str) -> bool:
     return path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
 
 
+def _missing_folder_hint(path: str) -> str:
+    """What is there instead of the folder `path`: its closest sibling, or the nearest
+    existing folder above it and what that holds ("" when that is only the working folder)."""
+    target = Path(path).expanduser()
+    parent = target.parent
+    while not parent.is_dir() and parent != parent.parent:
+        target, parent = parent, parent.parent
+    try:
+        folders = sorted(p.name for p in parent.iterdir() if p.is_dir())
+    except OSError:  # not there, or not readable: nothing to suggest
+        folders = []
+    close = difflib.get_close_matches(target.name, folders, n=1, cutoff=0.8)
+    if close:
+        return f" (did you mean {parent / close[0]}?)"
+    if str(parent) == ".":
+        return ""
+    listed = ", ".join(folders[:6]) + (", ..." if len(folders) > 6 else "")
+    return f" ({str(parent).rstrip('/')}/ holds {listed or 'no folder'})"
+
+
+def _load_error_message(path: str, exc: Exception) -> str:
+    """One line: where rfai looked for `path` and what to do, for the path that was asked."""
+    cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if Path(path).expanduser().exists():
+        return (
+            f"Could not load the student model from the local folder {path} ({cause}); it must "
+            "hold an mlx_lm model: config.json, the *.safetensors weights and the tokenizer files"
+        )
+    missing = f"there is no such local folder{_missing_folder_hint(path)}"
+    relative = "" if Path(path).expanduser().is_absolute() else f", relative to {Path.cwd()}"
+    check = f"check the path given as --model (student.path{relative})"
+    if _looks_like_local_path(path):
+        # mlx_lm.load takes any missing path for a Hub id, so its own error is about an
+        # invalid repo id; the user meant a folder.
+        return (
+            f"Could not load the student model {path}: {missing}, and it is not a Hub id "
+            f"either (those are NAME or ORG/NAME); {check}"
+        )
+    # Both readings failed: say both (the cause also covers a broken copy in the Hub cache).
+    tried = f"and as a Hugging Face Hub id it could not be fetched ({cause})"
+    if "/" in path and Path(path).parent.is_dir():
+        # `models/nonexistent` next to an existing `models/`: surely a folder that is not there.
+        return f"Could not load the student model {path}: {missing}, {tried}; {check}"
+    name = path.rsplit("/", 1)[-1]
+    return (
+        f"Could not load the student model {path}: {missing}, {tried}. For a folder, {check}; "
+        f"for a Hub id, check its spelling "
+        f"(https://huggingface.co/{path}) and the network, or download it where there is "
+        f"network (`huggingface-cli download {path} --local-dir models/{name}`) and pass "
+        f"`--model models/{name}`"
+    )
+
+
 def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code: bool):
     """`mlx_lm.load` with an error that says what to do when the model is not reachable."""
     from mlx_lm import load
@@ -203,23 +257,7 @@ def load_model_and_tokenizer(path: str, revision: str | None, trust_remote_code:
     except Exception as exc:
         # Any failure here (no network, unknown repo, missing files) ends the run; the
         # original exception is chained so nothing is hidden.
-        local = Path(path).exists()
-        if local:
-            where = f"the local folder {path}"
-        elif _looks_like_local_path(path):
-            # mlx_lm.load takes any missing path for a Hub id, so its own error is about an
-            # invalid repo id; the user meant a folder.
-            where = f"{path}: there is no such local folder (and it is not a Hub id)"
-        else:
-            where = f"'{path}' from the Hugging Face Hub"
-        raise StudentLoadError(
-            f"Could not load the student model {where}: {type(exc).__name__}: {exc}\n"
-            "If this machine is offline or the Hub id is wrong, download the model elsewhere "
-            "(e.g. `huggingface-cli download Qwen/Qwen2.5-Coder-0.5B-Instruct --local-dir "
-            "models/qwen-coder`) and pass the folder with `--model models/qwen-coder`, or try "
-            "the offline demo model: `python -m rfai.tiny_model models/tiny` and "
-            "`--model models/tiny`."
-        ) from exc
+        raise StudentLoadError(_load_error_message(path, exc)) from exc
 
 
 def load_student(config: StudentConfig, seed: int = 0) -> Student:

@@ -172,6 +172,7 @@ def load_task_splits(data: DataConfig) -> TaskSplits:
             f"data.train_file {load.spec!r}: no training task left ({len(load.tasks)} read, "
             f"{load.skipped} skipped, languages={data.languages}, "
             f"max_samples={data.max_samples}, remove_overlap={data.remove_overlap})"
+            + _skip_reasons(load.problems)
         )
     return TaskSplits(
         train=train,
@@ -181,3 +182,12 @@ def load_task_splits(data: DataConfig) -> TaskSplits:
         loads=loads,
         overlap=overlap,
     )
+
+
+def _skip_reasons(problems: Sequence[str], shown: int = 3) -> str:
+    """The first `shown` skipped records' messages (each names file:line), for an error that
+    would otherwise say only how many were skipped."""
+    if not problems:
+        return ""
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "; skipped: " + "; ".join(problems[:shown]) + more

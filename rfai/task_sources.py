@@ -24,10 +24,11 @@ A source spec is one of:
         optional rfai field; the id is ``<file stem>-<sha1(language, prompt)[:10]>``, stable
         when lines move, so teacher caches and dataset rows stay joined to their task.
 
-A record that cannot be read (bad JSON, a missing or mistyped field, an unknown language, a
-duplicate id) is one problem naming ``file:line`` (``spec[row N]`` for datasets). With
-``strict`` the first problem raises `TaskFormatError`; otherwise the record is skipped and its
-message kept in `SourceLoad.problems`. Errors that concern the whole source (no such file, a
+A record that cannot be read (bad JSON, a line that is not UTF-8, a lone surrogate escape, a
+missing or mistyped field, an unknown language, a duplicate id) is one problem naming
+``file:line`` (``spec[row N]`` for datasets). With ``strict`` the first problem raises
+`TaskFormatError`; otherwise the record is skipped and its message kept in
+`SourceLoad.problems`. Errors that concern the whole source (no such file, a
 field mapping naming a missing column) always raise.
 """
 
@@ -128,9 +129,11 @@ def load_task_source(
 
 
 # -- JSONL files -----------------------------------------------------------------------------
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    # Bytes: each line is decoded on its own (`parse_json_line`), so one bad byte costs one
+    # record, not the file.
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with opener(path, "rb") as f:
         for lineno, line in enumerate(f, start=1):
             if line.strip():
                 yield lineno, line
@@ -151,7 +154,7 @@ def _load_jsonl(path: Path, spec: str, problems: _Problems) -> SourceLoad:
                 records.append((where, parse_json_line(line, where)))
             except TaskFormatError as exc:
                 problems.add(str(exc))
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise TaskFormatError(f"{path}: cannot read the task file: {exc}") from exc
     fmt = _detect_format(records[0][1]) if records else "rfai"
     tasks = _build_tasks(records, fmt, path.name.split(".")[0], problems)

@@ -107,7 +107,7 @@ def load_tasks(spec: str) -> list[Task]:
 def _load_jsonl(path: Path) -> list[Task]:
     tasks: list[Task] = []
     first_line_of: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -123,24 +123,83 @@ def _load_jsonl(path: Path) -> list[Task]:
     return tasks
 
 
-def parse_json_line(line: str, where: str) -> dict:
-    """One JSONL line as a JSON object, or a `TaskFormatError` naming `where`."""
+def parse_json_line(line: str | bytes, where: str) -> dict:
+    """One JSONL line as a JSON object, or a `TaskFormatError` naming `where`.
+
+    `line` as bytes is decoded here, so that a byte that is not UTF-8 costs its own line and
+    not the whole file. Columns in messages count characters from 1, as editors do.
+    """
+    if isinstance(line, bytes):
+        line = decode_line(line, where)
+    line = line.removeprefix("\ufeff")  # a byte-order mark some editors write first
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise TaskFormatError(
-            f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); "
-            "each non-blank line must be one JSON object"
-        ) from exc
+        raise TaskFormatError(f"{where}: {_json_problem(line, exc)}") from exc
     if not isinstance(record, dict):
         raise TaskFormatError(
             f"{where}: expected a JSON object, got {type(record).__name__}; "
             "each non-blank line must be one JSON object"
         )
+    _check_unicode(record, where)
     return record
 
 
-def _parse_task(line: str, where: str) -> Task:
+def decode_line(raw: bytes, where: str) -> str:
+    """`raw` as UTF-8, or a `TaskFormatError` naming the first bad byte and its column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[: exc.start].decode("utf-8")) + 1
+        raise TaskFormatError(
+            f"{where}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {column}); "
+            "task files must be saved as UTF-8"
+        ) from None
+
+
+def _json_problem(line: str, exc: json.JSONDecodeError) -> str:
+    """`exc` in words, at the column of the character at fault, with that character quoted.
+
+    `json` reports where it gave up; for a trailing comma that is the bracket after it, so
+    the comma itself is named instead."""
+    position = exc.pos
+    problem = exc.msg
+    before = line[:position].rstrip()
+    if line[position : position + 1] in ("}", "]") and before.endswith(","):
+        position = len(before) - 1
+        problem = f"trailing comma before {line[exc.pos]!r}"
+    found = line[position : position + 1]
+    at = "the end of the line" if found in ("", "\n", "\r") else repr(found)
+    problem = problem.removesuffix(" at")  # "Invalid control character at"
+    return (
+        f"invalid JSON at column {position + 1} ({at}): {problem}; "
+        "each non-blank line must be one JSON object"
+    )
+
+
+def _check_unicode(value: object, where: str, field: str = "") -> None:
+    """Refuse lone surrogates (``"\\ud800"`` with no pair): valid JSON, but not text, so
+    every later step that encodes it (tokenizer, sandbox, dataset rows) would fail."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            what = f"field {field!r}" if field else "a field name"
+            raise TaskFormatError(
+                f"{where}: {what} holds a lone surrogate "
+                f"\\u{ord(value[exc.start]):04x} at character {exc.start + 1}; a \\u escape "
+                "in the range d800-dfff must be one half of a pair: fix or remove it"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, where)
+            _check_unicode(item, where, f"{field}.{key}" if field else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_unicode(item, where, f"{field}[{i}]")
+
+
+def _parse_task(line: str | bytes, where: str) -> Task:
     return task_from_record(parse_json_line(line, where), where)
 
 

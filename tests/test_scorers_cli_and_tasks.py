@@ -180,8 +180,9 @@ def test_cli_scores_a_task_and_reports_skipped_malformed_records(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == "passed"
     assert proc.stderr.splitlines() == [
-        f"python -m scorers: warning: skipped {tasks}:2: invalid JSON (Expecting property name "
-        "enclosed in double quotes at column 2); each non-blank line must be one JSON object"
+        f"python -m scorers: warning: skipped {tasks}:2: invalid JSON at column 2 ('n'): "
+        "Expecting property name enclosed in double quotes; each non-blank line must be one "
+        "JSON object"
     ]
 
 
@@ -210,9 +211,9 @@ def user_error_case(tmp_path, case):
     if case == "unreadable-tasks-file":  # not gzip, though named so
         (tmp_path / "t.jsonl.gz").write_bytes(b"not gzip at all")
         return with_(tasks=tmp_path / "t.jsonl.gz"), "t.jsonl.gz: cannot read the task file"
-    if case == "non-utf8-tasks-file":
+    if case == "non-utf8-tasks-file":  # the line is skipped, so the task is not there
         (tmp_path / "latin.jsonl").write_bytes(b'{"task_id": "caf\xe9"}\n')
-        return with_(tasks=tmp_path / "latin.jsonl"), "latin.jsonl: cannot read the task file"
+        return with_(tasks=tmp_path / "latin.jsonl"), "latin.jsonl:1: not UTF-8 text (byte 0xe9"
     if case == "unknown-builtin-set":
         return with_(tasks="builtin:cobol"), "no built-in task set 'builtin:cobol'"
     if case == "unknown-task-id":
@@ -231,7 +232,7 @@ def user_error_case(tmp_path, case):
     if case == "missing-config":
         return [*base, "--config", str(tmp_path / "no.yaml")], "no.yaml does not exist"
     if case == "invalid-yaml-config":
-        return config("scoring: [1\n"), "config.yaml: not valid YAML"
+        return config("scoring: [1\n"), "config.yaml:2:1: not valid YAML"
     if case == "bad-config-value":
         return config("scoring:\n  memory_mb: 3\n"), "config.yaml:2: scoring.memory_mb"
     if case == "unknown-config-key":

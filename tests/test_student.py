@@ -317,17 +317,29 @@ def test_full_fine_tuning_of_quantized_base_is_an_error(quantized_model_dir: Pat
     [
         ("/nonexistent/rfai/model", "no such local folder"),
         ("./models/missing", "no such local folder"),
-        ("rfai-test-org/does-not-exist", "from the Hugging Face Hub"),
+        ("rfai-test-org/does-not-exist", "as a Hugging Face Hub id it could not be fetched"),
     ],
 )
-def test_unreachable_model_says_how_to_pass_a_local_folder(path: str, where: str) -> None:
+def test_unreachable_model_says_where_it_looked(path: str, where: str) -> None:
     with pytest.raises(StudentLoadError) as info:
         load_student(StudentConfig(path=path))
     message = str(info.value)
     assert path in message and where in message
-    assert "--model models/qwen-coder" in message
-    assert "huggingface-cli download" in message
+    assert "\n" not in message
     assert info.value.__cause__ is not None
+
+
+def test_regression_model_hint_is_about_the_model_asked() -> None:
+    # Issue 11, item 14: the hint always said `huggingface-cli download Qwen/Qwen2.5-Coder-0.5B`
+    # and `--model models/qwen-coder`, whatever model was asked.
+    with pytest.raises(StudentLoadError) as info:
+        load_student(StudentConfig(path="rfai-test-org/some-coder"))
+    message = str(info.value)
+    assert "huggingface-cli download rfai-test-org/some-coder --local-dir models/some-coder" in (
+        message
+    )
+    assert "--model models/some-coder" in message
+    assert "Qwen" not in message and "qwen-coder" not in message
 
 
 # -- prompts --------------------------------------------------------------------------------
