@@ -50,6 +50,7 @@ def run_rfai(args, path: str, workdir: Path) -> tuple[list[dict], list[dict]]:
                 "grad_checkpoint": args.grad_checkpoint,
                 "compile": not args.no_compile,
                 "output_dir": str(workdir / "run"),
+                "stop_after_idle_steps": 0,  # a random model's rewards are all 0
             },
             "checkpoint": {"every_steps": 10**6},
             "logging": {"rich": False},

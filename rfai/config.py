@@ -505,9 +505,10 @@ class TrainingConfig:
     output_dir: str = key("runs/default", "config.yaml, metrics.jsonl, checkpoints/, adapters/")
     stop_after_idle_steps: int = key(
         10,
-        "Stop the run with an error (exit status 1) after this many consecutive steps that "
-        "trained on nothing (every task skipped, e.g. a teacher that cannot answer, or every "
-        "group dropped), naming the reasons; checkpoints and rows so far are kept. 0 = never.",
+        "Stop the run with an error (exit status 1) after this many consecutive steps with no "
+        "learning signal (every task skipped, every group dropped, or every advantage 0: e.g. "
+        "a teacher whose code never runs), naming the reasons; checkpoints and rows so far are "
+        "kept. 0 = never.",
     )
 
     def __post_init__(self) -> None:

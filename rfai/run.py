@@ -191,6 +191,7 @@ def build_run(
     student.model.eval()
     distill_model, mlx_loaded = load_distiller(config, student)
     teacher = build_teacher(config.teacher, mlx_loaded)
+    teacher.check()  # an API teacher nothing answers at stops the run here
     suite = ScoringSuite.from_config(config.scoring)
     workers = config.scoring.workers or os.cpu_count() or 1
     languages = {t.language for t in [*splits.train, *splits.validation, *splits.evaluation]}

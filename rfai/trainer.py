@@ -147,7 +147,8 @@ def step_metrics(
     metrics: dict[str, Any] = {
         # True only when the weights moved: an update whose advantages were all 0 leaves them.
         "updated": update is not None and update.update_norm > 0,
-        "trained_samples": update.samples if update is not None else 0,
+        # Samples that carry a learning signal: a non-zero advantage, or any under distillation.
+        "trained_samples": signal_samples(selection, run) if update is not None else 0,
         "reward": mean(s.reward for s in valid),
         "reward_std": float(np.std([s.reward for s in valid])) if valid else None,
         "student_score": mean(s.student.score for s in valid),
@@ -191,6 +192,16 @@ def step_metrics(
     return metrics
 
 
+def signal_samples(selection: GroupSelection, run: Run) -> int:
+    """How many of the step's training samples can move the weights: those with a non-zero
+    advantage (teacher members included), or all of them when distilling."""
+    grpo = run.config.grpo
+    members = [a for a in selection.teacher.values() for _ in range(grpo.teacher_guidance)]
+    if grpo.distill_weight > 0:
+        return len(selection.advantages) + len(members)
+    return sum(a != 0 for a in [*selection.advantages, *members])
+
+
 def idle_message(step: int, idle: list[dict[str, Any]]) -> str:
     """Why the run stops: `idle` holds the metrics of the consecutive steps up to `step` that
     trained on nothing."""
@@ -201,7 +212,9 @@ def idle_message(step: int, idle: list[dict[str, Any]]) -> str:
         f"no training in {len(idle)} consecutive steps ({step - len(idle) + 1}-{step}): "
         f"{skipped} task(s) skipped (the teacher gave no code, or scoring failed: the "
         f"reasons are logged above), {dropped} group(s) dropped for equal rewards, "
-        f"{errors} scorer error(s). Fix the cause and resume with --resume, or set "
+        f"{errors} scorer error(s), and every other sample had advantage 0 (all samples of "
+        "a task earned the same reward, e.g. the student and the teacher all failed: see "
+        "teacher_score). Fix the cause and resume with --resume, or set "
         "training.stop_after_idle_steps: 0 to keep such a run going"
     )
 

@@ -171,7 +171,6 @@ class UpdateStats:
     # Mean per-token logp_student - logp_teacher over the students' tokens (first iteration):
     # the reverse KL to the distillation teacher, None without one.
     distill_kl: float | None = None
-    samples: int = 0  # sequences trained on (students and teacher members)
 
 
 class PolicyUpdater:
@@ -368,7 +367,6 @@ class PolicyUpdater:
             teacher_token_prob=teacher_prob,
             update_norm=update_norm,
             distill_kl=distill_kl,
-            samples=len(samples),
         )
 
 

@@ -70,10 +70,13 @@ class ScriptedServer:
             def log_message(self, *args: Any) -> None:  # keep pytest output clean
                 pass
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                request = Request(self.path, headers, json.loads(raw))
+                request = Request(self.path, headers, json.loads(raw) if raw else None)
                 action = owner._next(request)
                 try:
                     time.sleep(action.delay)

@@ -1,36 +1,52 @@
 """A run that trains on nothing stops with an error instead of exiting 0 (issue 11, item 9)."""
 
 import json
-import socket
 
 from tests.helpers import REPO, run_cli, tiny_run_args
+from tests.teacher_server import Action, ScriptedServer, openai_reply
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the socket is: nothing listens there
-
-
-def test_regression_a_wrong_teacher_url_does_not_stop_the_run(tiny_model_dir, tmp_path):
-    """Every task skipped at every step (the teacher cannot be reached) used to end in a
-    checkpoint, an adapter and exit status 0 with nothing trained."""
-    args = tiny_run_args(
-        tiny_model_dir, tmp_path,
-        "--set", f"data.train_file={REPO / 'configs' / 'tiny_tasks.jsonl'}",
-        "--set", "teacher.backend=openai",
-        "--set", f"teacher.base_url=http://127.0.0.1:{_closed_port()}/v1",
-        "--set", "teacher.model=any", "--set", "teacher.max_retries=0",
-        "--set", "training.steps=6", "--set", "training.stop_after_idle_steps=2",
-        "--set", "evaluation.baseline_evaluation=false",
-    )  # fmt: skip
-    result = run_cli(args)
+def test_regression_a_teacher_that_never_gives_code_does_not_stop_the_run(tiny_model_dir, tmp_path):
+    """The teacher is there (its start-up check passes) but answers "No." to every task: read
+    as its code, which fails, like every sample of the random student, so every advantage is
+    0 at every step. Such a run used to write a checkpoint and an adapter and exit 0 with
+    nothing trained."""
+    script = [Action(body={"object": "list", "data": []}), Action(body=openai_reply("No."))]
+    with ScriptedServer(script) as server:
+        args = tiny_run_args(
+            tiny_model_dir, tmp_path,
+            "--set", f"data.train_file={REPO / 'configs' / 'tiny_tasks.jsonl'}",
+            "--set", "teacher.backend=openai", "--set", f"teacher.base_url={server.url}/v1",
+            "--set", "teacher.model=any", "--set", f"teacher.cache_dir={tmp_path / 'cache'}",
+            "--set", "training.steps=6", "--set", "training.stop_after_idle_steps=2",
+            "--set", "evaluation.baseline_evaluation=false",
+        )  # fmt: skip
+        result = run_cli(args)
     assert result.returncode == 1, result.stderr[-2000:]
     error = result.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: no training in 2 consecutive steps (1-2): 8 task(s) skipped")
+    assert error.startswith("error: no training in 2 consecutive steps (1-2): 0 task(s) skipped")
+    assert "every other sample had advantage 0" in error
     assert "training.stop_after_idle_steps: 0" in error
-    assert "cannot reach http://127.0.0.1" in result.stdout  # the per-task reason, logged
+    assert "teacher 0.000" in result.stdout  # the console shows the teacher's score
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["trained_samples"] for m in metrics] == [0, 0]
     assert (tmp_path / "run" / "checkpoints").is_dir()  # what was done is kept
     assert not (tmp_path / "run" / "adapters").exists()  # no "final" adapter of nothing
+
+
+def test_regression_a_wrong_teacher_url_stops_the_run_before_training(tiny_model_dir, tmp_path):
+    with ScriptedServer([Action(body={})]) as server:
+        url = server.url  # closed when the block ends: nothing answers there any more
+    args = tiny_run_args(
+        tiny_model_dir, tmp_path,
+        "--set", f"data.train_file={REPO / 'configs' / 'tiny_tasks.jsonl'}",
+        "--set", "teacher.backend=openai", "--set", f"teacher.base_url={url}/v1",
+        "--set", "teacher.model=any", "--set", "teacher.max_retries=1",
+        "--set", "teacher.backoff_seconds=0.01",
+    )  # fmt: skip
+    result = run_cli(args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: teacher openai: start-up check failed: cannot reach")
+    assert "(after 2 attempt(s))" in error and "teacher.base_url" in error
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was run

@@ -57,6 +57,8 @@ def _config(model_dir: Path, out: Path, tasks: Path, guidance: int):
                 "micro_batch_size": 10,
                 "seed": 0,
                 "output_dir": str(out / "run"),
+                # The control trains on nothing by design: do not stop it for that.
+                "stop_after_idle_steps": 0,
             },
             "evaluation": {"samples_per_task": 4, "temperature": 0.3},
             "checkpoint": {"every_steps": STEPS},

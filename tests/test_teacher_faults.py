@@ -243,3 +243,56 @@ def test_resolved_config_saved_with_a_run_holds_only_the_variable_name(tmp_path,
     text = (tmp_path / "config.yaml").read_text()
     assert "api_key_env: RFAI_TEST_KEY" in text and KEY not in text
     assert load_config(tmp_path / "config.yaml") == config
+
+
+# --- the start-up check (issue 11, item 9) -----------------------------------------------------
+
+
+def test_startup_check_asks_the_model_list_with_the_key(tmp_path, monkeypatch):
+    with ScriptedServer([Action(body={"object": "list", "data": []})]) as server:
+        teacher(server, tmp_path, monkeypatch).check()
+    (request,) = server.requests
+    assert request.path == "/v1/models" and request.body is None
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_startup_check_passes_for_a_server_without_a_model_list(tmp_path, monkeypatch):
+    with ScriptedServer([Action(status=404, body={"error": "no such route"})]) as server:
+        teacher(server, tmp_path, monkeypatch).check()  # it answered: it is there
+
+
+def test_startup_check_passes_when_the_server_answers_even_with_a_5xx(tmp_path, monkeypatch):
+    # It is there; a server that fails every request later stops the run through
+    # training.stop_after_idle_steps (tests/test_idle_stop.py).
+    with ScriptedServer([Action(status=503, body={})]) as server:
+        teacher(server, tmp_path, monkeypatch).check()
+    assert len(server.requests) == 1
+
+
+def test_startup_check_names_a_rejected_key_without_showing_it(tmp_path, monkeypatch):
+    rejected = pytest.raises(TeacherError, match="start-up check failed: HTTP 401")
+    with (
+        ScriptedServer([Action(status=401, body={"error": f"bad key {KEY}"})]) as server,
+        rejected as err,
+    ):
+        teacher(server, tmp_path, monkeypatch).check()
+    assert KEY not in str(err.value)
+    assert len(server.requests) == 1  # a wrong key is not retried
+
+
+def test_regression_a_wrong_teacher_url_stops_the_run_at_start_up(tmp_path, monkeypatch):
+    """Nothing listening at teacher.base_url used to skip every task of every step."""
+    with ScriptedServer([GOOD]) as server:
+        url = server.url
+    # The server is gone: its port no longer answers.
+    monkeypatch.setenv("RFAI_TEST_KEY", KEY)
+    config = TeacherConfig(
+        backend="openai", model="m", base_url=f"{url}/v1", api_key_env="RFAI_TEST_KEY",
+        max_retries=1, backoff_seconds=0.01,
+    )  # fmt: skip
+    with pytest.raises(TeacherError, match=r"cannot reach .*/v1/models.*after 2 attempt"):
+        build_teacher(config).check()
+
+
+def test_reference_teacher_check_is_a_no_op():
+    build_teacher(TeacherConfig()).check()

@@ -78,6 +78,7 @@ def test_openai_backend_against_mlx_lm_server(mlx_server, tiny_model_dir, tmp_pa
         cache_dir=str(tmp_path / "cache"),
     )
     teacher = build_teacher(config)
+    teacher.check()  # the start-up check against the real server's GET /v1/models
     answers = teacher.solve(TASKS)
     _check_answers(answers)
     snap = teacher.stats.snapshot()

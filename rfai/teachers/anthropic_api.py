@@ -14,7 +14,7 @@ from typing import Any
 from rfai.config import TeacherConfig
 from rfai.teachers.api import api_teacher, read_api_key
 from rfai.teachers.core import GeneratingTeacher, Messages, Reply
-from rfai.teachers.http import RequestFailed, post_json
+from rfai.teachers.http import RequestFailed, get_json, post_json
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
@@ -60,4 +60,7 @@ def build_anthropic_teacher(config: TeacherConfig) -> GeneratingTeacher:
         data = post_json(url, headers, messages_body(config, messages), config.timeout_seconds)
         return parse_message(data, url)
 
-    return api_teacher("anthropic", send_once, config, key, base_url)
+    def probe() -> None:
+        get_json(f"{base_url}/v1/models", headers, config.timeout_seconds)
+
+    return api_teacher("anthropic", send_once, config, key, base_url, probe)

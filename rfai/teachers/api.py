@@ -134,17 +134,45 @@ def settings(config: TeacherConfig, base_url: str) -> dict[str, object]:
     }
 
 
+def health_check(
+    name: str, probe: Callable[[], None], config: TeacherConfig, key: str, sleep=time.sleep
+) -> None:
+    """One cheap request (the API's model list) before training, retried like any request:
+    a URL nothing answers at, or a rejected key, raises `TeacherError` now rather than skip
+    every task of every step. Any other HTTP answer (e.g. a server without a model list)
+    shows the server is there, which is all this checks."""
+    policy = RetryPolicy(config.max_retries, config.backoff_seconds, config.max_backoff_seconds)
+    for retry in range(config.max_retries + 1):
+        try:
+            probe()
+            return
+        except RequestFailed as exc:
+            if exc.status is not None and exc.status not in (401, 403):
+                return  # the server answered
+            message = redact(str(exc), [key])
+            if exc.status in (401, 403) or not exc.retryable or retry == config.max_retries:
+                raise TeacherError(
+                    f"teacher {name}: start-up check failed: {message} (after {retry + 1} "
+                    "attempt(s)); check teacher.base_url, that the server is running, and the "
+                    "key in the variable teacher.api_key_env names"
+                ) from None
+            sleep(policy.delay(retry, exc.retry_after))
+
+
 def api_teacher(
     backend: str,
     send_once: Callable[[Messages], Reply],
     config: TeacherConfig,
     key: str,
     base_url: str,
+    probe: Callable[[], None] | None = None,
 ) -> GeneratingTeacher:
     """A teacher that asks an HTTP API through ``send_once`` (one request, no retries):
-    retries, budgets and concurrency from ``ApiGenerate``, answers cached on disk."""
+    retries, budgets and concurrency from ``ApiGenerate``, answers cached on disk.
+    ``probe``: one request that shows the server is reachable (`health_check`)."""
     cache = TeacherCache(config.cache_dir or None)
     stats = TeacherStats(cache)
+    check = (lambda: health_check(backend, probe, config, key)) if probe else None
     return GeneratingTeacher(
         backend,
         config.model,
@@ -153,4 +181,5 @@ def api_teacher(
         stats=stats,
         system_prompt=config.system_prompt,
         settings=settings(config, base_url),
+        check=check,
     )

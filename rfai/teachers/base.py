@@ -74,6 +74,10 @@ class Teacher(Protocol):
     model: str
     stats: TeacherStats
 
+    def check(self) -> None:
+        """Raise `TeacherError` now if the teacher cannot answer at all (start-up)."""
+        ...
+
     def solve(self, tasks: Sequence[Task]) -> list[TeacherAnswer]: ...
 
     def write_tests(self, tasks: Sequence[Task]) -> list[WrittenTests]: ...

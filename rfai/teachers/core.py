@@ -83,8 +83,10 @@ class GeneratingTeacher:
         stats: TeacherStats,
         system_prompt: str,
         settings: dict[str, Any],
+        check: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self._check = check
         self.model = model
         self.stats = stats
         self._generate = generate
@@ -94,6 +96,12 @@ class GeneratingTeacher:
 
     def __repr__(self) -> str:  # the default repr would show closures holding the key
         return f"GeneratingTeacher(name={self.name!r}, model={self.model!r})"
+
+    def check(self) -> None:
+        """Raise `TeacherError` if the backend cannot be reached (API teachers: one cheap
+        request); nothing to check for a local model, which loads at its first use."""
+        if self._check is not None:
+            self._check()
 
     def solve(self, tasks: Sequence[Task]) -> list[TeacherAnswer]:
         conversations = [solution_messages(t, self._system_prompt) for t in tasks]

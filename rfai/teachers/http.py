@@ -86,11 +86,22 @@ def post_json(url: str, headers: dict[str, str], body: dict[str, Any], timeout: 
     Messages name the URL and status, and quote at most 300 characters of an error body;
     they never include the request headers (where the key is).
     """
+    return _request_json(url, headers, body, timeout)
+
+
+def get_json(url: str, headers: dict[str, str], timeout: float) -> Any:
+    """GET `url`; the decoded JSON answer, or `RequestFailed` (as `post_json`)."""
+    return _request_json(url, headers, None, timeout)
+
+
+def _request_json(
+    url: str, headers: dict[str, str], body: dict[str, Any] | None, timeout: float
+) -> Any:
     request = urllib.request.Request(
         url,
-        data=json.dumps(body).encode("utf-8"),
+        data=None if body is None else json.dumps(body).encode("utf-8"),
         headers={"Content-Type": "application/json", **headers},
-        method="POST",
+        method="GET" if body is None else "POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from rfai.config import TeacherConfig
 from rfai.teachers.api import api_teacher, read_api_key
 from rfai.teachers.core import GeneratingTeacher, Messages, Reply
-from rfai.teachers.http import RequestFailed, post_json
+from rfai.teachers.http import RequestFailed, get_json, post_json
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -60,4 +60,7 @@ def build_openai_teacher(config: TeacherConfig) -> GeneratingTeacher:
         }
         return parse_chat_completion(post_json(url, headers, body, config.timeout_seconds), url)
 
-    return api_teacher("openai", send_once, config, key, base_url)
+    def probe() -> None:
+        get_json(f"{base_url}/models", headers, config.timeout_seconds)
+
+    return api_teacher("openai", send_once, config, key, base_url, probe)
