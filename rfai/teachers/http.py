@@ -106,6 +106,7 @@ def _request_json(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
+            status = response.status
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:300].decode("utf-8", "replace")
         status = exc.code
@@ -129,7 +130,9 @@ def _request_json(
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         excerpt = raw[:120].decode("utf-8", "replace")
-        raise RequestFailed(f"malformed answer from {url}: not JSON: {excerpt!r}") from None
+        raise RequestFailed(
+            f"malformed answer from {url}: not JSON: {excerpt!r}", status=status
+        ) from None
 
 
 @dataclass(frozen=True)
