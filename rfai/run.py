@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from rfai.hub import check_upload_ready
 from rfai.metrics import MetricsLogger
 from rfai.sampler import TaskSampler
 from rfai.scored_rollout import RolloutRunner
-from rfai.student import Student, load_student
+from rfai.student import Student, load_student, tasks_that_fit
 from rfai.task_selection import TaskSplits, load_task_splits
 from rfai.teachers import Teacher, add_teacher_tests, build_teacher
 from rfai.update import PolicyUpdater
@@ -196,6 +197,16 @@ def build_run(
     workers = config.scoring.workers or os.cpu_count() or 1
     languages = {t.language for t in [*splits.train, *splits.validation, *splits.evaluation]}
     logger.info(suite.check_environment(languages))
+    fit = partial(tasks_that_fit, student, max_new_tokens=config.rollout.max_new_tokens,
+                  log=logger.info)  # fmt: skip
+    splits = replace(
+        splits,
+        train=fit(splits.train, split="train"),
+        validation=fit(splits.validation, split="validation"),
+        evaluation=fit(splits.evaluation, split="evaluation"),
+    )
+    if not splits.train:
+        raise TrainingError("no training task fits the model's context (reasons logged above)")
     train = splits.train
     if config.teacher.write_tests:
         train = with_teacher_tests(teacher, train, logger.info)

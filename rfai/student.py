@@ -176,6 +176,39 @@ class Student:
         mx.eval(self.model.parameters())
 
 
+def tasks_that_fit(
+    student: Student, tasks: list[Task], max_new_tokens: int, split: str, log
+) -> list[Task]:
+    """`tasks` whose chat-templated prompt plus `max_new_tokens` fits the model's context
+    (`max_position_embeddings` of its config); each other task is logged, naming it and its
+    size, and left out. A prompt whose characters alone prove it too long (each token covers
+    at most the longest vocabulary entry's bytes) is left out without being tokenized, so a
+    10 MB prompt costs no tokenizer time or memory."""
+    limit = getattr(getattr(student.model, "args", None), "max_position_embeddings", None)
+    if not limit:
+        return list(tasks)
+    budget = limit - max_new_tokens
+    longest = max((len(t) for t in student.tokenizer.get_vocab()), default=1)
+    kept = []
+    for task in tasks:
+        if len(task.prompt) > budget * longest:
+            size = (
+                f"{len(task.prompt):,} characters, at least {len(task.prompt) // longest:,} tokens"
+            )
+        else:
+            n = len(student.prompt_tokens(task))
+            if n <= budget:
+                kept.append(task)
+                continue
+            size = f"{n:,} tokens with the chat template"
+        log(
+            f"{split}: task {task.task_id} ({task.source}) left out: its prompt is {size}, "
+            f"which with rollout.max_new_tokens {max_new_tokens} exceeds the model's context "
+            f"of {limit:,} tokens; shorten it or lower rollout.max_new_tokens"
+        )
+    return kept
+
+
 class _MergedLinear(nn.Linear):
     """nn.Linear around given arrays (nn.Linear's own __init__ would draw random weights)."""
 
