@@ -247,6 +247,9 @@ def resume_at(
         if point.checkpoint is not None:
             restore_checkpoint(point.checkpoint, student, updater.optimizer)
             sampler.load_state_dict(point.checkpoint.state.sampler)
+        if point.metrics_offset is not None and logger.offset() < point.metrics_offset:
+            # Checked before any dataset file is cut, so a refusal changes nothing.
+            raise RuntimeError(f"{logger.path} is shorter than recorded; it was modified since")
         removed = writer.rollback(point.dataset_offsets, point.run_id)
         if point.metrics_offset is None:
             logger.info("checkpoint predates metrics offsets: metrics.jsonl is not rolled back")
