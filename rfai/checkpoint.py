@@ -11,6 +11,11 @@ A checkpoint is a folder `checkpoints/step_NNNNNN/` with:
 It is written into a temporary sibling folder and renamed into place, then `latest` (a file
 naming the folder) is replaced atomically, so a crash leaves either the old or the new
 checkpoint, never a half-written one.
+
+A checkpoint damaged afterwards (a truncated file, garbage in `latest`) is found by
+`latest_complete_checkpoint`, which reads every file before anything is restored: each
+damaged one is reported in one line naming the file, and the newest complete checkpoint is
+used instead.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten
 
-from rfai.student import Student
+from rfai.student import ADAPTER_WEIGHTS, Student
 
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -42,6 +48,22 @@ class TrainingState:
     dataset_offsets: dict[str, int]
     rng_state: list[list[int]]
     extra: dict[str, Any]
+    # Byte size of metrics.jsonl at save time, so --resume drops the lines of re-run steps;
+    # None in checkpoints written before it was recorded.
+    metrics_offset: int | None = None
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated or not what it should be; names the file."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint whose files were all read successfully (nothing restored yet)."""
+
+    path: Path
+    state: TrainingState
+    optimizer: dict[str, mx.array]  # flattened optimizer state
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -91,23 +113,106 @@ def save_checkpoint(
     return final
 
 
-def latest_checkpoint(folder: Path) -> Path | None:
+def _step_folders(folder: Path) -> list[Path]:
+    """Checkpoint folders, newest (highest step) first; temporary ones are not included."""
+    return sorted((p for p in folder.glob("step_*") if p.is_dir()), reverse=True)
+
+
+def _pointed(folder: Path) -> Path:
+    """The folder `latest` names; CheckpointError naming `latest` when it is unreadable."""
     pointer = folder / LATEST
-    if not pointer.exists():
+    try:
+        name = json.loads(pointer.read_text())["checkpoint"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pointer} is not a valid pointer ({exc!r})") from None
+    if not isinstance(name, str) or not name.startswith("step_") or "/" in name:
+        raise CheckpointError(f"{pointer} names {name!r}, not a step_NNNNNN folder")
+    return folder / name
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The folder `latest` names, or None when no checkpoint was ever completed.
+
+    Raises CheckpointError when `latest` is unreadable or names a missing folder; use
+    `latest_complete_checkpoint` to fall back to an older complete checkpoint instead.
+    """
+    if not (folder / LATEST).exists():
         return None
-    name = json.loads(pointer.read_text())["checkpoint"]
-    path = folder / name
+    path = _pointed(folder)
     if not (path / STATE_FILE).exists():
-        # Deleting `latest` would make the folder look checkpoint-free, so the advice is to
-        # point it at a complete checkpoint instead.
-        complete = sorted(p.name for p in folder.glob("step_*") if (p / STATE_FILE).exists())
-        raise RuntimeError(
-            f"{pointer} names {name}, which is missing or incomplete. To resume from an "
-            f"older checkpoint, edit {pointer} to name one of {complete or 'none left'} "
-            f'(e.g. {{"checkpoint": "step_000050", "step": 50}}), or start a new run in '
-            "another training.output_dir"
+        raise CheckpointError(
+            f"{folder / LATEST} names {path.name}, which is missing or incomplete"
         )
     return path
+
+
+def has_checkpoints(folder: Path) -> bool:
+    """Whether `folder` holds a `latest` pointer or any step folder (complete or not)."""
+    return (folder / LATEST).exists() or bool(_step_folders(folder))
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read and check every file of the checkpoint at `path`, restoring nothing.
+
+    Raises CheckpointError naming the first missing or damaged file.
+    """
+    state_file = path / STATE_FILE
+    try:
+        data = json.loads(state_file.read_text())
+        state = TrainingState(**data)
+    except FileNotFoundError:
+        raise CheckpointError(f"{state_file} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{state_file} is truncated or corrupt ({exc})") from None
+    required = {f.name for f in fields(TrainingState) if f.default is MISSING}
+    if not isinstance(data, dict) or not required <= set(data) or not isinstance(state.step, int):
+        raise CheckpointError(f"{state_file} lacks the fields of a checkpoint state")
+    arrays = {}
+    for name in (ADAPTER_WEIGHTS, OPTIMIZER_FILE):
+        file = path / name
+        if not file.exists():
+            raise CheckpointError(f"{file} is missing")
+        try:
+            arrays[name] = mx.load(str(file))
+        except (RuntimeError, ValueError, OSError) as exc:
+            # mx.load reads the header and checks every tensor's extent against the file's
+            # size, so a truncated file is reported here, before anything is restored.
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{file} is truncated or corrupt ({message})") from None
+    return Checkpoint(path, state, arrays[OPTIMIZER_FILE])
+
+
+def latest_complete_checkpoint(folder: Path, log: Callable[[str], None]) -> Checkpoint | None:
+    """The newest checkpoint whose files all read: the one `latest` names, else (each damaged
+    one logged in a line naming its file) the next older complete one.
+
+    Returns None when `folder` holds no checkpoint at all; raises CheckpointError listing
+    every damaged one when none is complete.
+    """
+    if not has_checkpoints(folder):
+        return None
+    candidates = _step_folders(folder)
+    problems = []
+    if (folder / LATEST).exists():
+        try:
+            pointed = _pointed(folder)
+            candidates = [pointed, *(p for p in candidates if p != pointed)]
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            log(f"checkpoint: {exc}; looking for the newest complete checkpoint")
+    for path in candidates:
+        try:
+            checkpoint = read_checkpoint(path)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            log(f"checkpoint {path.name} is unusable: {exc}; trying an older one")
+            continue
+        if problems:
+            log(f"checkpoint: falling back to {path} (step {checkpoint.state.step})")
+        return checkpoint
+    raise CheckpointError(
+        f"no complete checkpoint in {folder}: " + "; ".join(problems or ["no step_* folder"])
+    )
 
 
 def _assign_leaves(tree: dict, flat: dict[str, mx.array], path: Path) -> None:
@@ -139,11 +244,32 @@ def _assign_leaves(tree: dict, flat: dict[str, mx.array], path: Path) -> None:
             node[parts[-1]] = value
 
 
+def discard_after(folder: Path, step: int) -> list[str]:
+    """Delete the checkpoint folders past `step` (names returned).
+
+    Called when a run resumes at `step`: later folders belong to the abandoned stretch (or
+    are damaged), and their dataset offsets point into rows that were just cut back, so a
+    later fallback must never pick one of them.
+    """
+    removed = []
+    for path in _step_folders(folder):
+        if path.name > f"step_{step:06d}":
+            shutil.rmtree(path)
+            removed.append(path.name)
+    return removed
+
+
+def restore_checkpoint(
+    checkpoint: Checkpoint, student: Student, optimizer: optim.Optimizer
+) -> None:
+    """Put a read checkpoint's adapter weights and optimizer state into the live objects."""
+    student.load_adapter(checkpoint.path)
+    _assign_leaves(optimizer.state, checkpoint.optimizer, checkpoint.path)
+    mx.eval(optimizer.state)
+
+
 def load_checkpoint(path: Path, student: Student, optimizer: optim.Optimizer) -> TrainingState:
     """Restore adapter weights and optimizer state from `path`; returns its state."""
-    student.load_adapter(path)
-    flat = mx.load(str(path / OPTIMIZER_FILE))
-    _assign_leaves(optimizer.state, flat, path)
-    mx.eval(optimizer.state)
-    data = json.loads((path / STATE_FILE).read_text())
-    return TrainingState(**data)
+    checkpoint = read_checkpoint(path)
+    restore_checkpoint(checkpoint, student, optimizer)
+    return checkpoint.state

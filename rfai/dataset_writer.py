@@ -6,8 +6,9 @@ a line is never interleaved with another thread's: writes are serialised by a lo
 
 Files are appended to, never truncated at start: rows of earlier runs stay, and each row
 carries its `run_id`. `--resume` rolls a split back to the byte offset recorded in the
-checkpoint, so steps that are re-run after a crash do not leave duplicate rows; it refuses if
-anything after that offset belongs to another run.
+checkpoint (or, before the first checkpoint, in the run record written at start-up), so steps
+that are re-run after a crash do not leave duplicate rows; it refuses if anything after that
+offset belongs to another run.
 """
 
 from __future__ import annotations
@@ -66,56 +67,63 @@ class DatasetWriter:
         """Truncate each split to `offsets`; returns rows removed per split.
 
         Only rows of `run_id` may be removed: anything else after the offset means another
-        run wrote to this folder since, and cutting it would lose its data.
+        run wrote to this folder since, and cutting it would lose its data. Every split is
+        checked before any is cut, so a refusal leaves all of them as they were.
         """
-        removed = {}
         with self._lock:
-            for split in SPLITS:
-                path = self.path(split)
-                keep = int(offsets.get(split, 0))
-                if not path.exists():
-                    if keep:
-                        raise RuntimeError(
-                            f"{path} is missing but the checkpoint recorded {keep} bytes; "
-                            "the dataset folder was moved or deleted since the checkpoint"
-                        )
-                    continue
-                size = path.stat().st_size
-                if size < keep:
-                    raise RuntimeError(
-                        f"{path} has {size} bytes, fewer than the {keep} the checkpoint "
-                        "recorded; it was modified since the checkpoint"
-                    )
-                with path.open("rb") as f:
-                    f.seek(keep)
-                    # Split on b"\n" only: str.splitlines also breaks at U+2028, U+0085, ...,
-                    # which json.dumps(ensure_ascii=False) leaves unescaped inside strings.
-                    tail = f.read().split(b"\n")
-                # The piece after the last newline is empty, or a line cut short by a crash
-                # (part of what is rolled back); every complete line must be a row of run_id.
-                partial = tail.pop()
-                for n, line in enumerate(tail, 1):
-                    try:
-                        row = json.loads(line)
-                    except (json.JSONDecodeError, UnicodeDecodeError):
-                        row = None
-                    if not isinstance(row, dict):
-                        raise RuntimeError(
-                            f"{path}: line {n} after the checkpoint's offset is not a JSON row; "
-                            "something other than this run wrote to the file. Refusing to "
-                            "truncate it: move that file aside or resume into another "
-                            "dataset_output_dir."
-                        )
-                    other = row.get("run_id")
-                    if other != run_id:
-                        raise RuntimeError(
-                            f"{path}: row {n} after the checkpoint's offset belongs to run "
-                            f"{other!r}, not {run_id!r}; refusing to truncate it. Move that "
-                            "file aside or resume into another dataset_output_dir."
-                        )
-                os.truncate(path, keep)
-                removed[split] = len(tail) + (1 if partial else 0)
-        return removed
+            cuts = {split: self._rows_after(split, int(offsets.get(split, 0)), run_id)
+                    for split in SPLITS}  # fmt: skip
+            for split, (keep, rows) in cuts.items():
+                if rows is not None:
+                    os.truncate(self.path(split), keep)
+        return {split: rows for split, (_, rows) in cuts.items() if rows is not None}
+
+    def _rows_after(self, split: str, keep: int, run_id: str) -> tuple[int, int | None]:
+        """(keep, rows after byte `keep`, all of `run_id`); rows None when the file is absent.
+
+        Raises RuntimeError when a row after `keep` is not a row of `run_id`."""
+        path = self.path(split)
+        if not path.exists():
+            if keep:
+                raise RuntimeError(
+                    f"{path} is missing but {keep} bytes were recorded for it; the dataset "
+                    "folder was moved or deleted since"
+                )
+            return keep, None
+        size = path.stat().st_size
+        if size < keep:
+            raise RuntimeError(
+                f"{path} has {size} bytes, fewer than the {keep} recorded for it; it was "
+                "modified since"
+            )
+        with path.open("rb") as f:
+            f.seek(keep)
+            # Split on b"\n" only: str.splitlines also breaks at U+2028, U+0085, ...,
+            # which json.dumps(ensure_ascii=False) leaves unescaped inside strings.
+            tail = f.read().split(b"\n")
+        # The piece after the last newline is empty, or a line cut short by a crash
+        # (part of what is rolled back); every complete line must be a row of run_id.
+        partial = tail.pop()
+        for n, line in enumerate(tail, 1):
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                row = None
+            if not isinstance(row, dict):
+                raise RuntimeError(
+                    f"{path}: line {n} after the recorded offset is not a JSON row; "
+                    "something other than this run wrote to the file. Refusing to "
+                    "truncate it: move that file aside or resume into another "
+                    "dataset_output_dir."
+                )
+            other = row.get("run_id")
+            if other != run_id:
+                raise RuntimeError(
+                    f"{path}: row {n} after the recorded offset belongs to run "
+                    f"{other!r}, not {run_id!r}; refusing to truncate it. Move that "
+                    "file aside or resume into another dataset_output_dir."
+                )
+        return keep, len(tail) + (1 if partial else 0)
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,27 @@ class MetricsLogger:
         self.every_steps = every_steps
         self.total_steps = total_steps
         self.console = Console(highlight=False) if use_rich else None
+
+    def offset(self) -> int:
+        """Byte size of metrics.jsonl (what a checkpoint and the run record keep)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def rollback(self, offset: int) -> int:
+        """Cut metrics.jsonl back to `offset` bytes, so steps re-run after a resume are not
+        logged twice; returns the lines removed."""
+        size = self.offset()
+        if not self.path.exists() and offset == 0:
+            return 0
+        if size < offset:
+            raise RuntimeError(
+                f"{self.path} has {size} bytes, fewer than the {offset} recorded; it was "
+                "modified since"
+            )
+        with self.path.open("rb") as f:
+            f.seek(offset)
+            removed = f.read().count(b"\n")
+        os.truncate(self.path, offset)
+        return removed
 
     def info(self, message: str) -> None:
         if self.console is not None:

@@ -2,8 +2,10 @@
 
 `build_run` checks in order from cheap to expensive, so a mistake is reported before the
 slow work behind it:
-1. paths and config: the output folder, the upload settings (repo ids, a token; no network
-   call), and the resume state (a checkpoint must exist with --resume and must not without);
+1. paths and config: the upload settings (repo ids, a token; no network call) and the resume
+   state (rfai/resume.py: without --resume the output folder must hold no run; with it, the
+   config must match the saved one in every key that shapes the samples, a complete
+   checkpoint or the run record must be there, and the run must not have finished);
 2. the task files (read and filtered, no program run);
 3. the student model loads (a typo in --model is reported here, before any sandbox work),
    then the teacher (an API teacher reads its key; a local teacher loads its model at its
@@ -14,7 +16,10 @@ slow work behind it:
 6. every task's reference solution run against its tests in the sandbox. A task whose
    reference fails is dropped with a warning naming it: the kept tasks are returned as
    `CheckedTasks`, nothing is reassigned behind the caller's back.
-Then the sampler, the updater, the dataset writer and, with --resume, the checkpoint's state.
+Then the sampler, the updater, the dataset writer and, with --resume, the checkpoint's state,
+with the dataset files and `metrics.jsonl` cut back to it. Only then, the run accepted, does
+the output folder get `config.yaml` and the run record `run.json`: a run that fails to start
+leaves no files behind, and a refused resume leaves the run's own untouched.
 
 Nothing here runs a training step: `rfai.trainer` runs the loop on the returned `Run`.
 """
@@ -30,12 +35,22 @@ from typing import Any
 
 import mlx.core as mx
 
-from rfai.checkpoint import latest_checkpoint, load_checkpoint
+from rfai.checkpoint import discard_after, restore_checkpoint
 from rfai.config import Config
 from rfai.config_load import save_config
 from rfai.dataset_writer import DatasetWriter
 from rfai.hub import check_upload_ready
 from rfai.metrics import MetricsLogger
+from rfai.resume import (
+    SAVED_CONFIG,
+    ResumeError,
+    ResumePoint,
+    RunRecord,
+    plan_resume,
+    read_record,
+    refuse_fresh_start,
+    write_record,
+)
 from rfai.sampler import TaskSampler
 from rfai.scored_rollout import RolloutRunner
 from rfai.student import Student, load_student, tasks_that_fit
@@ -100,27 +115,21 @@ class Run:
         return ScoringPool(self.suite, self.workers)
 
 
-def check_paths(config: Config, resume: bool) -> tuple[RunPaths, Path | None]:
-    """Step 1: the output folder, the upload settings and the resume state.
+def check_paths(config: Config, resume: bool, log) -> tuple[RunPaths, ResumePoint | None]:
+    """Step 1: the upload settings and the resume state; creates nothing.
 
-    Returns the paths and the checkpoint to resume from (None for a new run).
+    Returns the paths and where to resume (None for a new run).
     """
     paths = RunPaths.from_config(config)
-    paths.output_dir.mkdir(parents=True, exist_ok=True)
     # Fail before hours of training, not after: repo ids and a token (no network call).
     check_upload_ready(config)
-    existing = latest_checkpoint(paths.checkpoints)
-    if resume and existing is None:
-        raise TrainingError(
-            f"--resume: no checkpoint in {paths.checkpoints}; start without --resume"
-        )
-    if not resume and existing is not None:
-        raise TrainingError(
-            f"{paths.output_dir} already holds checkpoints of a run (latest "
-            f"{existing.name}); pass --resume to continue it, or choose another "
-            "training.output_dir"
-        )
-    return paths, existing
+    try:
+        if not resume:
+            refuse_fresh_start(paths.output_dir, paths.checkpoints)
+            return paths, None
+        return paths, plan_resume(config, paths.output_dir, paths.checkpoints, log)
+    except ResumeError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def check_references(
@@ -179,11 +188,11 @@ def build_run(
 ) -> Run:
     """Check and assemble a run (module docstring). `student`: an already prepared student
     (benchmarks); default: load `config.student`."""
-    paths, checkpoint = check_paths(config, resume)
-    save_config(config, paths.output_dir / "config.yaml")
     logger = MetricsLogger(
-        paths.metrics, config.logging.every_steps, config.logging.rich, config.training.steps
-    )
+        RunPaths.from_config(config).metrics, config.logging.every_steps,
+        config.logging.rich, config.training.steps,
+    )  # fmt: skip
+    paths, point = check_paths(config, resume, logger.info)
     mx.random.seed(config.training.seed)
     splits = load_task_splits(config.data)
     for line in splits.summary():
@@ -223,18 +232,73 @@ def build_run(
         distill_teacher=distill_model,
     )
     writer = DatasetWriter(paths.dataset_dir)
-    run_id, start_step = uuid.uuid4().hex[:12], 0
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, student, updater.optimizer)
-        run_id, start_step = state.run_id, state.step
-        sampler.load_state_dict(state.sampler)
-        removed = writer.rollback(state.dataset_offsets, run_id)
-        logger.info(
-            f"resumed {checkpoint} at step {state.step}; rolled back rows written after it: "
-            f"{removed}"
-        )
+    if point is None:
+        run_id, start_step = uuid.uuid4().hex[:12], 0
+    else:
+        resume_at(point, paths, student, updater, sampler, writer, logger)
+        run_id, start_step = point.run_id, point.step
+    start_run_folder(config, paths, run_id, writer, logger, fresh=point is None)
     rollouts = RolloutRunner(config, student, teacher, run_id, logger.info)
     return Run(
         config, paths, logger, student, teacher, suite, workers, tasks, sampler, updater,
         writer, rollouts, run_id, start_step,
     )  # fmt: skip
+
+
+def resume_at(
+    point: ResumePoint,
+    paths: RunPaths,
+    student: Student,
+    updater: PolicyUpdater,
+    sampler: TaskSampler,
+    writer: DatasetWriter,
+    logger: MetricsLogger,
+) -> None:
+    """Restore the checkpoint (if any) and cut rows and metric lines back to `point`."""
+    try:
+        if point.checkpoint is not None:
+            restore_checkpoint(point.checkpoint, student, updater.optimizer)
+            sampler.load_state_dict(point.checkpoint.state.sampler)
+        if point.metrics_offset is not None and logger.offset() < point.metrics_offset:
+            # Checked before any dataset file is cut, so a refusal changes nothing.
+            raise RuntimeError(f"{logger.path} is shorter than recorded; it was modified since")
+        removed = writer.rollback(point.dataset_offsets, point.run_id)
+        if point.metrics_offset is None:
+            logger.info("checkpoint predates metrics offsets: metrics.jsonl is not rolled back")
+        else:
+            removed["metrics lines"] = logger.rollback(point.metrics_offset)
+    except (ValueError, RuntimeError) as exc:
+        # A checkpoint that does not fit the student, or dataset files changed by hand.
+        raise TrainingError(f"--resume: {exc}") from None
+    discarded = discard_after(paths.checkpoints, point.step)
+    if discarded:
+        logger.info(f"deleted checkpoints past step {point.step}: {', '.join(discarded)}")
+    where = point.checkpoint.path if point.checkpoint is not None else "the run's start"
+    logger.info(f"resumed {where} at step {point.step}; rolled back what came after: {removed}")
+
+
+def start_run_folder(
+    config: Config,
+    paths: RunPaths,
+    run_id: str,
+    writer: DatasetWriter,
+    logger: MetricsLogger,
+    *,
+    fresh: bool,
+) -> None:
+    """The run is accepted: write `config.yaml` and the run record (rfai/resume.py).
+
+    A fresh run records where its rows and metric lines begin, so that --resume before its
+    first checkpoint can cut them back exactly; a resumed run keeps its record, marked
+    unfinished again (a resume past a finished run's steps).
+    """
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, paths.output_dir / SAVED_CONFIG)
+    record = None if fresh else read_record(paths.output_dir)
+    if record is None:
+        # Resuming a run folder made before run records: its start offsets are unknown.
+        offsets = writer.offsets() if fresh else None
+        metrics = logger.offset() if fresh else None
+        record = RunRecord(run_id, offsets, metrics)
+    write_record(paths.output_dir, RunRecord(record.run_id, record.dataset_offsets,
+                                             record.metrics_offset, None))  # fmt: skip

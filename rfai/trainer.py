@@ -37,6 +37,7 @@ from rfai.checkpoint import TrainingState, rng_state, save_checkpoint, step_seed
 from rfai.evaluate import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
+from rfai.resume import mark_finished
 from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
 from rfai.update import UpdateStats
@@ -72,6 +73,8 @@ def train(run: Run) -> dict[str, Any]:
     final = run.paths.output_dir / "adapters"
     run.student.save_adapter(final)
     run.writer.close()
+    # From here on, --resume says the run is finished instead of evaluating it again.
+    mark_finished(run.paths.output_dir, cfg.training.steps)
     run.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
     publish(run)
     return last
@@ -220,7 +223,7 @@ def idle_message(step: int, idle: list[dict[str, Any]]) -> str:
 
 
 def save_run_checkpoint(run: Run, step: int) -> Path:
-    """The student, optimizer, sampler position and dataset offsets after `step`."""
+    """The student, optimizer, sampler position, dataset and metrics offsets after `step`."""
     state = TrainingState(
         step=step,
         run_id=run.run_id,
@@ -228,6 +231,7 @@ def save_run_checkpoint(run: Run, step: int) -> Path:
         dataset_offsets=run.writer.offsets(),
         rng_state=rng_state(),
         extra={},
+        metrics_offset=run.logger.offset(),
     )
     return save_checkpoint(
         run.paths.checkpoints,

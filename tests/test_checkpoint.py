@@ -10,9 +10,12 @@ from mlx.utils import tree_flatten, tree_map
 
 from rfai.checkpoint import (
     LATEST,
+    CheckpointError,
     TrainingState,
     latest_checkpoint,
+    latest_complete_checkpoint,
     load_checkpoint,
+    restore_checkpoint,
     rng_state,
     save_checkpoint,
     step_seed,
@@ -181,15 +184,94 @@ def test_no_checkpoint_yet(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path) is None
 
 
-def test_latest_naming_a_missing_folder_is_an_error_with_advice(
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# Each way a checkpoint is found damaged after it was written: (damage done to step 2's
+# folder, the file the report names, the checkpoint used instead). With `latest` unreadable
+# or naming a missing folder, the newest complete one is step 2 itself.
+CORRUPTIONS = {
+    "truncated_adapter": (
+        lambda c: _truncate(c / "adapters.safetensors"),
+        "adapters.safetensors",
+        "step_000001",
+    ),
+    "truncated_optimizer": (
+        lambda c: _truncate(c / "optimizer.safetensors"),
+        "optimizer.safetensors",
+        "step_000001",
+    ),
+    "truncated_state": (lambda c: _truncate(c / "state.json"), "state.json", "step_000001"),
+    "missing_state": (lambda c: (c / "state.json").unlink(), "state.json", "step_000001"),
+    "garbage_in_latest": (
+        lambda c: (c.parent / LATEST).write_bytes(b"\x00garbage{"),
+        LATEST,
+        "step_000002",
+    ),
+    "latest_names_a_missing_folder": (
+        lambda c: (c.parent / LATEST).write_text('{"checkpoint": "step_000009", "step": 9}'),
+        "step_000009",
+        "step_000002",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_regression_corrupt_checkpoint_falls_back_to_the_previous_complete_one(
+    tiny_model_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    # Bug: a truncated adapter, optimizer or state.json, or garbage in `latest`, ended --resume
+    # in a raw traceback that did not name the file, with no fallback to the checkpoint
+    # before it. Now each is reported in one line naming the file, and the newest complete
+    # checkpoint is used.
+    student = make_student(tiny_model_dir)
+    optimizer = trained_optimizer(student, updates=1)
+    save_checkpoint(tmp_path, student, optimizer, state_at(1), keep_last=3)
+    second = save_checkpoint(tmp_path, student, optimizer, state_at(2), keep_last=3)
+    corrupt, named, used = CORRUPTIONS[kind]
+    corrupt(second)
+    logged: list[str] = []
+    checkpoint = latest_complete_checkpoint(tmp_path, logged.append)
+    assert checkpoint is not None and checkpoint.path == tmp_path / used
+    step = int(used[-1])
+    assert checkpoint.state == state_at(step, rng_state=checkpoint.state.rng_state)
+    problem = next(line for line in logged if named in line)
+    assert "\n" not in problem and "Traceback" not in problem
+    assert logged[-1].startswith(f"checkpoint: falling back to {tmp_path / used}")
+    # What was read restores for real.
+    restore_checkpoint(checkpoint, make_student(tiny_model_dir), trained_optimizer(student, 0))
+
+
+def test_regression_no_complete_checkpoint_is_one_error_naming_every_damaged_file(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     student = make_student(tiny_model_dir)
     optimizer = trained_optimizer(student, updates=1)
-    save_checkpoint(tmp_path, student, optimizer, state_at(1), keep_last=3)
-    (tmp_path / LATEST).write_text(json.dumps({"checkpoint": "step_000002", "step": 2}))
-    with pytest.raises(RuntimeError, match=r"names step_000002, which is missing") as info:
-        latest_checkpoint(tmp_path)
-    # The advice names the complete checkpoint to point `latest` at (deleting `latest`
-    # would make --resume find no checkpoint at all).
-    assert "edit" in str(info.value) and "['step_000001']" in str(info.value)
+    first = save_checkpoint(tmp_path, student, optimizer, state_at(1), keep_last=3)
+    second = save_checkpoint(tmp_path, student, optimizer, state_at(2), keep_last=3)
+    _truncate(second / "optimizer.safetensors")
+    _truncate(first / "adapters.safetensors")
+    with pytest.raises(CheckpointError) as info:
+        latest_complete_checkpoint(tmp_path, lambda line: None)
+    message = str(info.value)
+    assert f"no complete checkpoint in {tmp_path}" in message and "\n" not in message
+    assert str(second / "optimizer.safetensors") in message
+    assert str(first / "adapters.safetensors") in message
+
+
+def test_read_checkpoint_reads_everything_before_restoring_anything(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A damaged optimizer file must be found before the adapter is loaded into the student,
+    # so a fallback starts from untouched weights.
+    student = make_student(tiny_model_dir)
+    optimizer = trained_optimizer(student, updates=2)
+    path = save_checkpoint(tmp_path, student, optimizer, state_at(2), keep_last=3)
+    _truncate(path / "optimizer.safetensors")
+    fresh = make_student(tiny_model_dir)
+    before = flat(fresh.model.trainable_parameters())
+    with pytest.raises(CheckpointError, match=r"optimizer\.safetensors is truncated or corrupt"):
+        load_checkpoint(path, fresh, trained_optimizer(fresh, 0))
+    for name, value in flat(fresh.model.trainable_parameters()).items():
+        assert mx.array_equal(value, before[name]).item(), name
