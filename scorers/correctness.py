@@ -12,8 +12,11 @@ The status is decided from facts, never from which of two processes died first: 
 sandbox saw (``timeout``, ``output_exceeded``, ``memory_exceeded``), else the harness's
 ``done`` event AND its exit status 0 (``passed``/``failed``), else ``runtime_error``. The
 outcomes kept are those the harness reported with the key before it ended. (A program that
-kills its harness's parent: in the PID-namespace sandbox the harness is PID 1 and such a
-kill is not delivered, so the run is scored as usual; tested 20 times per language.)
+kills its harness's parent: in the PID-namespace sandbox the harness is PID 1, so the Rust
+harness's ``getppid()`` is 0 and ``kill(0, ...)`` reaches only its own process group, itself,
+and a C++ test's parent is the harness: the kernel drops a SIGKILL sent to a namespace's init
+from inside, every time, and the run is scored as usual: the honest result, never more.
+Tested 80 times per language with every core busy.)
 Outcomes reported before a timeout or crash of a single test are kept; tests never reached
 count as failed. A program that does not compile, or uses a construct the harness refuses
 (``scorers.harness.refused_constructs``), scores 0 with status ``compile_error``.

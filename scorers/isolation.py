@@ -106,6 +106,7 @@ from scorers.isolation_state import (
     writable_cgroup,
 )
 from scorers.sandbox_init import build_init
+from scorers.sandbox_io import EXEC_FILES
 
 log = logging.getLogger("rfai.scorers")
 
@@ -251,7 +252,8 @@ def _ulimit_script(rlimits: dict[str, int]) -> str:
 
 @functools.cache
 def _nproc_flag() -> str:
-    probe = subprocess.run(["sh", "-c", "ulimit -u"], capture_output=True)
+    with EXEC_FILES.forking():  # probed during runs: no fork while a binary is written
+        probe = subprocess.run(["sh", "-c", "ulimit -u"], capture_output=True)
     return "-u" if probe.returncode == 0 else "-p"
 
 

@@ -29,6 +29,7 @@ from scorers.compile_cache import DEFAULT_CACHE_MB, CompileCache, cache_key, cla
 from scorers.harness_cpp import cpp_test_program
 from scorers.harness_rust import rust_test_program
 from scorers.sandbox import SandboxLimits, run_process
+from scorers.sandbox_io import EXEC_FILES
 
 DEFAULT_CXX_FLAGS = ("-std=c++17", "-O2", "-Wall", "-Wextra", "-pipe")
 DEFAULT_RUST_FLAGS = ("--edition", "2021", "-C", "opt-level=2")
@@ -105,7 +106,8 @@ def _real_rustc(name: str) -> str | None:
     found = shutil.which(name)
     if found is None:
         return None
-    result = subprocess.run([found, "--print", "sysroot"], capture_output=True, text=True)
+    with EXEC_FILES.forking():  # see scorers/sandbox_io.py: no fork while a binary is written
+        result = subprocess.run([found, "--print", "sysroot"], capture_output=True, text=True)
     real = Path(result.stdout.strip(), "bin", "rustc")
     return str(real) if result.returncode == 0 and real.is_file() else found
 

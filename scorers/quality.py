@@ -38,6 +38,7 @@ from radon.metrics import mi_visit
 
 from scorers.languages import SOURCE_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits
+from scorers.sandbox_io import EXEC_FILES
 from scorers.task import Task
 
 # pyflakes (F), pycodestyle errors that are not layout (E7, E9), bugbear (B), simplify (SIM),
@@ -67,12 +68,18 @@ def ruff_findings(code: str) -> list[str]:
         raise RuntimeError("ruff not found: install rfai's dependencies (pip install -e .)")
     argv = [ruff, "check", "--isolated", "--select", RUFF_RULES, "--output-format", "json"]
     argv += ["--stdin-filename", "solution.py", "-"]
-    result = subprocess.run(argv, input=code, capture_output=True, text=True, timeout=60)
-    if result.returncode not in (0, 1):
-        raise RuntimeError(f"ruff failed (exit {result.returncode}): {result.stderr[:300]}")
-    return [
-        f"{f['code']} {f['location']['row']}: {f['message']}" for f in json.loads(result.stdout)
-    ]
+    pipe = subprocess.PIPE
+    with EXEC_FILES.forking():  # the child must not keep a sandbox binary open (sandbox_io)
+        ruff_run = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+    try:
+        stdout, stderr = ruff_run.communicate(code, timeout=60)
+    finally:
+        if ruff_run.poll() is None:  # timed out (or interrupted): as subprocess.run does
+            ruff_run.kill()
+            ruff_run.communicate()
+    if ruff_run.returncode not in (0, 1):
+        raise RuntimeError(f"ruff failed (exit {ruff_run.returncode}): {stderr[:300]}")
+    return [f"{f['code']} {f['location']['row']}: {f['message']}" for f in json.loads(stdout)]
 
 
 def python_quality(code: str) -> tuple[float, dict]:

@@ -10,6 +10,9 @@ Every run gets:
 * a separate process in a new session (its own process group); stdin is /dev/null, or a pipe
   carrying ``stdin`` bytes and then closed (how a harness is handed its tests and key
   without putting them in a file or the environment);
+* executables written while no other thread of this process forks, so that no forked child
+  holds one open for writing when it is executed ("Text file busy"; ``EXEC_FILES`` in
+  ``scorers/sandbox_io.py``);
 * a fresh temporary working directory holding only the given files, deleted after (on
   Linux the program sees it at ``/run/rfai-run``, and no other run's; it lives in the
   namespace holder's size-bounded tmpfs, not on the host's disk); ``collect`` reads back
@@ -82,7 +85,7 @@ from pathlib import Path, PurePosixPath
 
 from scorers.isolation import INIT_KILLED, get_isolation
 from scorers.isolation_state import remove_cgroup
-from scorers.sandbox_io import Reaper, collect_files, feed_stdin, kill_group, pump
+from scorers.sandbox_io import EXEC_FILES, Reaper, collect_files, feed_stdin, kill_group, pump
 
 REPORT_FD_ENV = "SANDBOX_REPORT_FD"
 _RLIMIT = {
@@ -243,7 +246,8 @@ def _write_file(workdir: Path, name: str, content: str | bytes) -> None:
     path = workdir.joinpath(*relative.parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, bytes):
-        path.write_bytes(content)
+        with EXEC_FILES.writing():  # no fork may copy its descriptor: "Text file busy"
+            path.write_bytes(content)
         path.chmod(0o755)
     else:
         path.write_text(content, encoding="utf-8")
@@ -342,16 +346,17 @@ def _spawn(
         env[REPORT_FD_ENV] = str(report_write)
         child_ends.append(report_write)
     try:
-        proc = subprocess.Popen(
-            launch.argv,
-            cwd=launch.workdir,
-            env=env,
-            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            pass_fds=tuple(child_ends),
-        )
+        with EXEC_FILES.forking():
+            proc = subprocess.Popen(
+                launch.argv,
+                cwd=launch.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=tuple(child_ends),
+            )
     except BaseException:
         for fd in (*child_ends, report_read, launch.err_read):
             if fd >= 0:

@@ -12,9 +12,13 @@ here starts a process. It covers, on every platform:
 * ``Reaper``: the launched process reaped with ``wait4``, so the CPU time of its tree is known;
 * ``kill_group``: SIGKILL to the run's process group;
 * ``collect_files``: reading named files back from the run's directory, never through a
-  symlink, never blocking on a FIFO, never larger than the program could have written.
+  symlink, never blocking on a FIFO, never larger than the program could have written;
+* ``EXEC_FILES``: no process is forked while this process holds a file it will execute
+  open for writing (``ExecFileGuard``), so an exec never fails with "Text file busy".
 
-Not covered here: what the kill reaches beyond the process group (a ``setsid`` escapee) is
+Not covered here: a fork by code that does not take ``EXEC_FILES.forking()`` (another library
+in the trainer's process) can still copy a binary's write descriptor while it is written;
+what the kill reaches beyond the process group (a ``setsid`` escapee) is
 the isolation's (``scorers/isolation.py``: the PID namespace on Linux, the pids cgroup as
 root); macOS answers EPERM to a group of zombies, which ``kill_group`` ignores.
 """
@@ -29,7 +33,61 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import PurePosixPath
+
+
+class ExecFileGuard:
+    """Writing a file that will be executed never overlaps a fork of this process.
+
+    A child forked (``Popen``) by one thread while another thread holds a binary open for
+    writing gets a copy of that descriptor and keeps it until its own exec (``O_CLOEXEC``
+    closes it only then; under load that can be many milliseconds later). Meanwhile the run
+    that wrote the binary may already exec it, and the kernel refuses to execute a file open
+    for writing anywhere: ETXTBSY, "Text file busy", and a run that passed every time alone
+    scored ``runtime_error``. So writers of executables wait until no fork is in progress, and
+    forks wait while one is written. ``Popen`` returns only once its child has exec'd (or
+    failed to), so ``forking()`` need only cover the ``Popen`` call. Forks run together, and
+    so do writes; a writer waiting holds back new forks (each thread forks after its write,
+    so the writes drain and forks cannot starve).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._forks = 0
+        self._writes = 0
+        self._writers_waiting = 0
+
+    @contextlib.contextmanager
+    def forking(self) -> Iterator[None]:
+        """Held around every ``Popen``/``subprocess.run`` of the scorers."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._writes and not self._writers_waiting)
+            self._forks += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._forks -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held while a file that will be executed is open for writing (open to close)."""
+        with self._changed:
+            self._writers_waiting += 1
+            self._changed.wait_for(lambda: not self._forks)
+            self._writers_waiting -= 1
+            self._writes += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writes -= 1
+                self._changed.notify_all()
+
+
+EXEC_FILES = ExecFileGuard()
 
 # After the main process exits (or is killed), how long to keep draining pipes before giving
 # up on a straggler that escaped the process group and still holds them open.

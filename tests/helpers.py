@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,3 +46,17 @@ def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProces
 
 def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@contextlib.contextmanager
+def busy_cores() -> Iterator[None]:
+    """One busy-looping process per CPU core while the block runs: a heavily loaded machine,
+    where a forked child can wait many milliseconds before it gets to its exec."""
+    loop = [sys.executable, "-c", "while True: pass"]
+    loops = [subprocess.Popen(loop) for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for process in loops:
+            process.kill()
+            process.wait()

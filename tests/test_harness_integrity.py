@@ -10,10 +10,12 @@ import pytest
 
 from scorers.correctness import run_compiled_tests, run_python_tests
 from scorers.efficiency import measure
+from scorers.isolation import get_isolation
 from scorers.languages import Toolchain
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
 from scorers.task import Task
+from tests.helpers import busy_cores
 
 LIMITS = SandboxLimits(wall_seconds=10.0, cpu_seconds=10.0)
 TOOLCHAIN = Toolchain.discover()
@@ -378,15 +380,25 @@ def test_cpp_solution_code_never_reaches_the_report_channel(cheat_results):
 
 
 @compiled
+@pytest.mark.skipif(
+    get_isolation().mode == "rlimits", reason="without isolation the kill reaches the trainer"
+)
 @pytest.mark.parametrize("name", ["cpp-kill-parent", "rust-kill-parent"])
 def test_compiled_killing_its_parent_scores_the_same_every_time(name):
+    # In the PID namespace the Rust harness is PID 1 (getppid() is 0: kill(0) signals its own
+    # process group, itself alone) and a C++ test's parent is the harness, PID 1: the kernel
+    # drops the SIGKILL either way, so the honest sums pass. Under load, with every core
+    # busy, since a run once scored ('runtime_error', 0) there: "Text file busy" at the exec
+    # (tests/test_sandbox.py::test_concurrent_runs_never_fail_with_text_file_busy).
     language, code, tests = CHEATS[name]
     run_compiled_tests(TOOLCHAIN, language, code, tests, LIMITS)  # compile once
-    with ThreadPoolExecutor(4) as pool:
+    with busy_cores(), ThreadPoolExecutor(16) as pool:
         runs = list(
             pool.map(
-                lambda _: run_compiled_tests(TOOLCHAIN, language, code, tests, LIMITS), range(20)
+                lambda _: run_compiled_tests(TOOLCHAIN, language, code, tests, LIMITS), range(80)
             )
         )
     outcomes = {(r.status, r.tests_passed) for r in runs}
-    assert len(outcomes) == 1, outcomes
+    if get_isolation().mode == "namespaces":
+        assert outcomes == {("passed", 3)}, [r.stderr[-200:] for r in runs if r.status != "passed"]
+    assert len(outcomes) == 1, outcomes  # elsewhere: one verdict, whichever it is
