@@ -46,8 +46,8 @@ train: $(STAMP)
 models/tiny/config.json: | $(STAMP)
 	$(PY) -m rfai.tiny_model models/tiny
 
-# The demo's run folder is scratch: each `make demo` starts it afresh (rows still append
-# to ./datasets/train.jsonl, each tagged with its run_id).
+# The demo's run folder is scratch: each `make demo` starts it afresh, its rows included
+# (runs/tiny/datasets).
 demo: $(STAMP) models/tiny/config.json
 	rm -rf runs/tiny
 	$(PY) train_rfai.py --config configs/tiny_learn.yaml $(ARGS)
@@ -65,4 +65,4 @@ bench-step: $(STAMP)
 	$(PY) bench/step.py $(ARGS)
 
 clean-demo:
-	rm -rf models/tiny runs/tiny datasets
+	rm -rf models/tiny runs/tiny

@@ -586,6 +586,12 @@ class HuggingFaceConfig:
         "training.output_dir/datasets (resume and upload still need them on disk).",
     )
     dataset_output_dir: str = key("./datasets", "where rows stream when save_datasets_locally")
+    append_datasets: bool = key(
+        False,
+        "false: a new run refuses a dataset folder whose split files already hold rows (of "
+        "another run), so runs never mix; use a fresh dataset_output_dir per run. true: add "
+        "this run's rows after them (each row carries its run_id; the card counts the runs).",
+    )
     private: bool = key(
         False,
         "Create the Hub repos (dataset and model) as private; ignored for a repo that exists.",

@@ -38,7 +38,7 @@ import mlx.core as mx
 from rfai.checkpoint import discard_after, restore_checkpoint
 from rfai.config import Config
 from rfai.config_load import save_config
-from rfai.dataset_writer import DatasetWriter
+from rfai.dataset_writer import SPLITS, DatasetWriter
 from rfai.hub import check_upload_ready
 from rfai.metrics import MetricsLogger
 from rfai.resume import (
@@ -126,10 +126,31 @@ def check_paths(config: Config, resume: bool, log) -> tuple[RunPaths, ResumePoin
     try:
         if not resume:
             refuse_fresh_start(paths.output_dir, paths.checkpoints)
+            if not config.huggingface.append_datasets:
+                refuse_foreign_rows(paths.dataset_dir)
             return paths, None
         return paths, plan_resume(config, paths.output_dir, paths.checkpoints, log)
     except ResumeError as exc:
         raise TrainingError(str(exc)) from None
+
+
+def refuse_foreign_rows(dataset_dir: Path) -> None:
+    """A new run's rows go into split files that hold no rows yet, unless
+    `huggingface.append_datasets` says to add them after another run's (TrainingError)."""
+    held = {}
+    for split in SPLITS:
+        path = dataset_dir / f"{split}.jsonl"
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open("rb") as f:
+                held[split] = sum(1 for line in f if line.strip())
+    if any(held.values()):
+        counts = ", ".join(f"{split}.jsonl {n}" for split, n in held.items() if n)
+        raise TrainingError(
+            f"{dataset_dir} already holds rows of another run ({counts} rows); a new run "
+            "does not mix its rows into them. Use a fresh folder (--set "
+            "huggingface.dataset_output_dir=PATH), move those files away, or set "
+            "huggingface.append_datasets: true to add this run's rows after them"
+        )
 
 
 def check_references(

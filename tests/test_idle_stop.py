@@ -50,3 +50,34 @@ def test_regression_a_wrong_teacher_url_stops_the_run_before_training(tiny_model
     assert error.startswith("error: teacher openai: start-up check failed: cannot reach")
     assert "(after 2 attempt(s))" in error and "teacher.base_url" in error
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was run
+
+
+def test_regression_every_run_shares_datasets(tiny_model_dir, tmp_path):
+    """A second run into the same dataset folder used to append its rows to the first's."""
+    rows = tmp_path / "datasets" / "train.jsonl"
+    base = [
+        "--set", f"data.train_file={REPO / 'configs' / 'tiny_tasks.jsonl'}",
+        "--set", "training.steps=1", "--set", "evaluation.baseline_evaluation=false",
+    ]  # fmt: skip
+    first = run_cli(tiny_run_args(tiny_model_dir, tmp_path, *base))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = rows.read_bytes()
+    # A new run (its own run folder) into the same dataset folder.
+    other = ["--set", f"training.output_dir={tmp_path / 'run2'}"]
+    result = run_cli(tiny_run_args(tiny_model_dir, tmp_path, *base, *other))
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"error: {tmp_path / 'datasets'} already holds rows of another run (train.jsonl 16 "
+        "rows); a new run does not mix its rows into them. Use a fresh folder (--set "
+        "huggingface.dataset_output_dir=PATH), move those files away, or set "
+        "huggingface.append_datasets: true to add this run's rows after them"
+    )
+    assert rows.read_bytes() == before  # untouched
+    assert not (tmp_path / "run2").exists()
+    # Asked for by the key, the run appends after them.
+    append = ["--set", "huggingface.append_datasets=true"]
+    appended = run_cli(tiny_run_args(tiny_model_dir, tmp_path, *base, *other, *append))
+    assert appended.returncode == 0, appended.stderr[-2000:]
+    assert rows.read_bytes().startswith(before)
+    assert len(rows.read_text().splitlines()) == 32
