@@ -27,6 +27,7 @@ Nothing here runs a training step: `rfai.trainer` runs the loop on the returned 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from functools import partial
@@ -121,8 +122,20 @@ def check_paths(config: Config, resume: bool, log) -> tuple[RunPaths, ResumePoin
     Returns the paths and where to resume (None for a new run).
     """
     paths = RunPaths.from_config(config)
-    # Fail before hours of training, not after: repo ids and a token (no network call).
+    # Fail before hours of training, not after: repo ids and a token (no network call),
+    # and folders rfai could not write its rows, checkpoints or metrics into.
     check_upload_ready(config)
+    dataset_key = (
+        "huggingface.dataset_output_dir"
+        if config.huggingface.save_datasets_locally
+        else "training.output_dir"
+    )
+    for key, folder in (
+        ("training.output_dir", paths.output_dir),
+        ("training.output_dir", paths.checkpoints),
+        (dataset_key, paths.dataset_dir),
+    ):
+        check_writable(key, folder)
     try:
         if not resume:
             refuse_fresh_start(paths.output_dir, paths.checkpoints)
@@ -132,6 +145,29 @@ def check_paths(config: Config, resume: bool, log) -> tuple[RunPaths, ResumePoin
         return paths, plan_resume(config, paths.output_dir, paths.checkpoints, log)
     except ResumeError as exc:
         raise TrainingError(str(exc)) from None
+
+
+def check_writable(key: str, folder: Path) -> None:
+    """TrainingError naming `key` unless `folder` is, or can be created as, a folder rfai can
+    write into: tried with a temporary file in it or in its nearest existing parent, removed
+    at once, so nothing is left behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is not a folder"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            problem = f"cannot write in {existing}: {exc.strerror or exc}"
+    if problem is not None:
+        raise TrainingError(
+            f"{key}: {folder} cannot be used: {problem}; choose a writable folder "
+            f"(--set {key}=PATH)"
+        )
 
 
 def refuse_foreign_rows(dataset_dir: Path) -> None:

@@ -1,6 +1,9 @@
 """A run that trains on nothing stops with an error instead of exiting 0 (issue 11, item 9)."""
 
 import json
+import os
+
+import pytest
 
 from tests.helpers import REPO, run_cli, tiny_run_args
 from tests.teacher_server import Action, ScriptedServer, openai_reply
@@ -81,3 +84,29 @@ def test_regression_every_run_shares_datasets(tiny_model_dir, tmp_path):
     assert appended.returncode == 0, appended.stderr[-2000:]
     assert rows.read_bytes().startswith(before)
     assert len(rows.read_text().splitlines()) == 32
+
+
+def test_regression_a_read_only_folder_is_found_at_the_first_write(tiny_model_dir, tmp_path):
+    """A folder rfai cannot write into used to be found at the first row or checkpoint
+    (rows written, then a traceback). Now the run does not start, naming the key."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way\n")
+    for key, value, shown in (
+        ("training.output_dir", blocker / "run", f"{blocker} is not a folder"),
+        ("huggingface.dataset_output_dir", blocker / "rows", f"{blocker} is not a folder"),
+    ):
+        result = run_cli(tiny_run_args(tiny_model_dir, tmp_path, "--set", f"{key}={value}"))
+        assert result.returncode == 2, result.stderr[-2000:]
+        error = result.stderr.strip().splitlines()[-1]
+        assert error.startswith(f"error: {key}: {value}") and shown in error
+        assert f"(--set {key}=PATH)" in error
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_a_folder_without_write_permission_stops_the_start(tiny_model_dir, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    rows = f"huggingface.dataset_output_dir={locked / 'rows'}"
+    result = run_cli(tiny_run_args(tiny_model_dir, tmp_path, "--set", rows))
+    assert result.returncode == 2 and "cannot write in" in result.stderr
+    assert list(locked.iterdir()) == []
