@@ -1,18 +1,30 @@
 """Shared fixtures. Every test runs offline on CPU; the model is the tiny one built here."""
 
 import os
+import shutil
+import tempfile
 
 # Set before anything imports huggingface_hub or transformers, which read these at import:
 # a test that would reach the hub fails at once instead of hanging on the network, and
 # tokenizers does not warn (or deadlock) when a test forks a process after it has run.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# The suite never writes into the user's Hugging Face cache (`datasets.load_dataset` of the
+# tests' dataset folders caches their rows there): one private cache per test session.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="rfai-tests-hf-home-")
 
 from pathlib import Path
 
 import pytest
 
 from rfai.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_hugging_face_home():
+    """Removes the session's private HF_HOME (set at the top of this file) at the end."""
+    yield
+    shutil.rmtree(os.environ["HF_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
