@@ -105,8 +105,20 @@ def _stats(values: list[float]) -> str:
     return "| " + " | ".join(f"{v:.3f}" for v in cells) + " |"
 
 
+# The name `datasets.load_dataset` gives each split file. A folder (local or on the Hub) is
+# read by file-name convention, which maps `evaluation.jsonl` to the `test` split.
+LOAD_DATASET_SPLIT = {"train": "train", "validation": "validation", "evaluation": "test"}
+
+
 def front_matter(splits: dict[str, int], languages: list[str], license_id: str) -> dict:
-    """Hub metadata; `configs` lists only non-empty splits (load_dataset fails on an empty one)."""
+    """Hub metadata. Deliberately no `configs:` section naming the split files.
+
+    With `configs:`, `datasets` (5.2) keys its cache for a local folder on the patterns alone,
+    not on the files' paths or modification times: loading the folder again after rows were
+    appended returned the old rows, and another folder with the same name and card returned
+    the first folder's rows. Without it, split files are found by name (evaluation.jsonl
+    becomes `test`, see LOAD_DATASET_SPLIT) and the cache key holds each file's path and mtime.
+    """
     return {
         "license": license_id,
         "pretty_name": "rfai teacher-student code samples",
@@ -114,12 +126,6 @@ def front_matter(splits: dict[str, int], languages: list[str], license_id: str) 
         "task_categories": ["text-generation"],
         "tags": ["code", "reinforcement-learning", "grpo", "mlx", "rfai", *sorted(languages)],
         "size_categories": [size_category(sum(splits.values()))],
-        "configs": [
-            {
-                "config_name": "default",
-                "data_files": [{"split": s, "path": f"{s}.jsonl"} for s in splits],
-            }
-        ],
     }
 
 
@@ -172,6 +178,10 @@ def _models(rows: dict[str, list[dict]], config: dict | None) -> list[str]:
 
 def _usage(repo_id: str, splits: list[str]) -> list[str]:
     files = ", ".join(f'"{s}": "{s}.jsonl"' for s in splits)
+    names = ", ".join(
+        LOAD_DATASET_SPLIT[s] + ("" if LOAD_DATASET_SPLIT[s] == s else f" ({s}.jsonl)")
+        for s in splits
+    )
     dtypes = ",\n    ".join(f'"{k}": "{v}"' for k, v in PANDAS_DTYPES.items())
     return [
         "## Usage",
@@ -181,8 +191,12 @@ def _usage(repo_id: str, splits: list[str]) -> list[str]:
         "",
         f'ds = load_dataset("{repo_id}")  # from the Hub',
         'ds = load_dataset("path/to/folder")  # a local copy of this folder',
-        f'ds = load_dataset("json", data_files={{{files}}})',
+        f"# splits: {names}",
+        f'ds = load_dataset("json", data_files={{{files}}})  # the file names as split names',
         "```",
+        "",
+        "Loaded by repository or folder, a split is named by its file as the Hub's convention",
+        "has it: `evaluation.jsonl` is the `test` split.",
         "",
         "pandas: pass the dtypes, or a float column whose values are all whole numbers",
         "(every reward 0.0, say) is read as int64:",

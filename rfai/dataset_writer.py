@@ -66,16 +66,26 @@ class DatasetWriter:
     def rollback(self, offsets: Mapping[str, int], run_id: str) -> dict[str, int]:
         """Truncate each split to `offsets`; returns rows removed per split.
 
-        Only rows of `run_id` may be removed: anything else after the offset means another
-        run wrote to this folder since, and cutting it would lose its data. Every split is
-        checked before any is cut, so a refusal leaves all of them as they were.
+        A split cut to 0 bytes is removed. Only rows of `run_id` may be removed: anything
+        else after the offset means another run wrote to this folder since, and cutting it
+        would lose its data. Every split is checked before any is cut, so a refusal leaves
+        all of them as they were.
         """
         with self._lock:
             cuts = {split: self._rows_after(split, int(offsets.get(split, 0)), run_id)
                     for split in SPLITS}  # fmt: skip
             for split, (keep, rows) in cuts.items():
-                if rows is not None:
+                if rows is None:
+                    continue
+                if keep:
                     os.truncate(self.path(split), keep)
+                else:
+                    # Every row was this run's: the file goes, as if never written. An empty
+                    # split file would make `datasets.load_dataset(folder)` fail.
+                    fd = self._fds.pop(split, None)
+                    if fd is not None:
+                        os.close(fd)
+                    self.path(split).unlink()
         return {split: rows for split, (_, rows) in cuts.items() if rows is not None}
 
     def _rows_after(self, split: str, keep: int, run_id: str) -> tuple[int, int | None]:

@@ -52,16 +52,8 @@ def test_dataset_card_front_matter_and_content(tmp_path):
     assert meta["task_categories"] == ["text-generation"]
     assert meta["size_categories"] == ["n<1K"]
     assert {"code", "grpo", "python", "cpp", "rust"} <= set(meta["tags"])
-    # evaluation.jsonl exists but is empty: load_dataset fails on a split without data.
-    assert meta["configs"] == [
-        {
-            "config_name": "default",
-            "data_files": [
-                {"split": "train", "path": "train.jsonl"},
-                {"split": "validation", "path": "validation.jsonl"},
-            ],
-        }
-    ]
+    # No `configs:` (datasets caches a folder with one by its patterns only: stale rows).
+    assert "configs" not in meta
     # train: 24 rows, i % 4 -> python, python, cpp, rust: 12 python, 6 cpp, 6 rust.
     assert "| train | 24 | 1 | 1–4 | 0.25 |" in text
     assert "| python | 12 | 4 |" in text and "| rust | 6 | 2 |" in text
@@ -94,22 +86,47 @@ def test_cards_hold_no_secret_and_no_local_path(tmp_path):
     assert "<local>/my-student" in dataset_card(folder)
 
 
+def _load_folder(datasets, folder: Path, cache: Path) -> dict[str, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = datasets.load_dataset(str(folder), cache_dir=str(cache))
+    return {name: len(split) for name, split in loaded.items()}
+
+
+def test_regression_load_dataset_on_a_folder_after_appending_rows_gives_all_rows(tmp_path):
+    # Bug: the card's `configs:` front matter made `datasets` cache a local folder by its
+    # patterns alone. Loading again after rows were appended gave the old rows, and another
+    # folder of the same name gave the first folder's rows. Both loads share one cache here.
+    datasets = pytest.importorskip("datasets")
+    cache = tmp_path / "cache"
+    folder = make_dataset(
+        tmp_path / "a" / "datasets", {"train": 24, "validation": 8, "evaluation": 12}
+    )
+    write_dataset_card(folder)
+    assert _load_folder(datasets, folder, cache) == {"train": 24, "validation": 8, "test": 12}
+    make_dataset(folder, {"train": 3, "evaluation": 1})  # a run appends rows
+    assert _load_folder(datasets, folder, cache) == {"train": 27, "validation": 8, "test": 13}
+    other = make_dataset(tmp_path / "b" / "datasets", {"train": 5})
+    write_dataset_card(other)
+    assert _load_folder(datasets, other, cache) == {"train": 5}
+
+
 def test_load_dataset_on_a_finished_folder_gives_the_three_splits(tmp_path):
     datasets = pytest.importorskip("datasets")
     folder = make_dataset(tmp_path / "out", {"train": 24, "validation": 8, "evaluation": 12})
-    write_dataset_card(folder)
+    text = write_dataset_card(folder).read_text()
+    # The card's usage text names the splits as load_dataset gives them.
+    assert "# splits: train, validation, test (evaluation.jsonl)" in text
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        loaded = datasets.load_dataset(
-            str(folder), cache_dir=str(tmp_path / "cache"), download_mode="force_redownload"
-        )
+        loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "cache"))
     assert {name: len(split) for name, split in loaded.items()} == {
         "train": 24,
         "validation": 8,
-        "evaluation": 12,
+        "test": 12,
     }
     assert loaded["train"].features["reward"].dtype == "float64"
-    assert loaded["evaluation"][0]["split"] == "evaluation"
+    assert loaded["test"][0]["split"] == "evaluation"
 
 
 def test_model_card_reports_rewards_before_and_after(tmp_path):

@@ -141,7 +141,7 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
     assert {k: len(v) for k, v in loaded.items()} == {
         "train": 32,
         "validation": 60,
-        "evaluation": 120,
+        "test": 120,
     }
     card = (folder / "README.md").read_text()
     assert str(tmp_path) not in card

@@ -77,10 +77,13 @@ def test_rollback_restores_exact_bytes(tmp_path: Path) -> None:
 
     assert removed == {"train": 3, "validation": 0, "evaluation": 1}
     assert {s: writer.path(s).read_bytes() for s in ("train", "validation")} == before
-    assert writer.path("evaluation").read_bytes() == b""
-    # The writer keeps appending after the rollback point.
+    # Cut to 0 bytes: removed, not left empty (load_dataset fails on an empty split file).
+    assert not writer.path("evaluation").exists()
+    # The writer keeps appending after the rollback point, and starts the removed file afresh.
     writer.write("train", row("r1", 7))
+    writer.write("evaluation", row("r1", 8))
     writer.close()
+    assert writer.path("evaluation").read_bytes() == (json.dumps(row("r1", 8)) + "\n").encode()
     assert (
         writer.path("train").read_bytes()
         == before["train"] + (json.dumps(row("r1", 7)) + "\n").encode()

@@ -42,7 +42,7 @@ def test_export_uploads_exactly_the_dataset_files_in_one_commit(hub, folder):
     url = _export(folder, private=True)
     assert url.startswith(f"{hub.url}/datasets/me/data/commit/")
     files = hub.files("dataset", "me/data")
-    # evaluation.jsonl is empty: not uploaded (the card's configs do not name it either).
+    # evaluation.jsonl is empty: not uploaded (load_dataset fails on an empty split file).
     assert sorted(files) == ["README.md", "train.jsonl", "validation.jsonl"]
     for name, data in files.items():
         assert data == (folder / name).read_bytes()
