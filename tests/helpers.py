@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Four one-line Python tasks with short references (the demo's). The tiny model's tokenizer
+# spells code out nearly a character a token, so a built-in task's reference runs to hundreds of
+# tokens, and an update over such rows costs several times one over these.
+SHORT_TASKS = REPO / "configs" / "tiny_tasks.jsonl"
 
 
 def cli_env() -> dict[str, str]:
@@ -20,7 +24,8 @@ def cli_env() -> dict[str, str]:
 
 
 def tiny_run_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
-    """`train_rfai.py` on configs/tiny.yaml, redirected into `out` (run and dataset folders)."""
+    """`train_rfai.py` on configs/tiny.yaml with SHORT_TASKS as its training tasks, redirected
+    into `out` (run and dataset folders)."""
     return [
         sys.executable,
         str(REPO / "train_rfai.py"),
@@ -34,6 +39,8 @@ def tiny_run_args(model_dir: Path, out: Path, *extra: str) -> list[str]:
         f"huggingface.dataset_output_dir={out / 'datasets'}",
         "--set",
         "logging.rich=false",
+        "--set",
+        f"data.train_file={SHORT_TASKS}",
         *extra,
     ]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from mlx_lm import load
 
-from tests.helpers import REPO, read_rows, run_cli, tiny_run_args
+from tests.helpers import REPO, SHORT_TASKS, read_rows, run_cli, tiny_run_args
 
 REQUIRED_FIELDS = {
     "prompt",
@@ -120,9 +120,8 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
         tiny_model_dir,
         tmp_path,
         "--set", "training.steps=2",
-        "--set", "data.max_samples=4",
-        "--set", "data.validation_file=builtin:python",
-        "--set", "data.evaluation_file=builtin:python",
+        "--set", f"data.validation_file={SHORT_TASKS}",
+        "--set", f"data.evaluation_file={SHORT_TASKS}",
         "--set", "evaluation.eval_steps=2",
         "--set", "evaluation.samples_per_task=1",
     )  # fmt: skip
@@ -131,17 +130,17 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
     folder = tmp_path / "datasets"
     rows = {s: read_rows(folder / f"{s}.jsonl") for s in ("train", "validation", "evaluation")}
     assert len(rows["train"]) == 2 * 4 * 4
-    # Validation at step 2 (the last): 60 built-in tasks x 1 sample.
-    assert len(rows["validation"]) == 60 and {r["step"] for r in rows["validation"]} == {2}
+    # Validation at step 2 (the last): 4 tasks x 1 sample.
+    assert len(rows["validation"]) == 4 and {r["step"] for r in rows["validation"]} == {2}
     # Evaluation before (step 0, baseline) and after training (step 2).
-    assert len(rows["evaluation"]) == 120
+    assert len(rows["evaluation"]) == 8
     assert sorted({r["step"] for r in rows["evaluation"]}) == [0, 2]
     assert all(r["split"] == s for s, rs in rows.items() for r in rs)
     loaded = datasets.load_dataset(str(folder))
     assert {k: len(v) for k, v in loaded.items()} == {
         "train": 32,
-        "validation": 60,
-        "test": 120,
+        "validation": 4,
+        "test": 8,
     }
     card = (folder / "README.md").read_text()
     assert str(tmp_path) not in card

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, cli_env, read_rows, run_cli, tiny_run_args
+from tests.helpers import REPO, SHORT_TASKS, cli_env, read_rows, run_cli, tiny_run_args
 
 SPLITS = ("train", "validation", "evaluation")
 # 4 steps x 4 tasks x 4 samples of training; validation after every step and evaluation
@@ -30,9 +30,9 @@ STEPS = [
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three built-in Python tasks as the validation and evaluation file."""
+    """Three of SHORT_TASKS as the validation and evaluation file."""
     path = tmp_path_factory.mktemp("tasks") / "held_out.jsonl"
-    lines = (REPO / "rfai" / "builtin_tasks" / "python.jsonl").read_text().splitlines()
+    lines = SHORT_TASKS.read_text().splitlines()
     path.write_text("\n".join(lines[-3:]) + "\n")
     return path
 
@@ -235,7 +235,7 @@ def test_regression_corrupt_checkpoint_on_resume_names_the_file_and_falls_back(
     [
         ("rollout.group_size=8", "rollout.group_size (4 -> 8)"),
         ("training.seed=1", "training.seed (0 -> 1)"),
-        ("data.train_file=builtin:cpp", "data.train_file ('builtin:python' -> 'builtin:cpp')"),
+        ("data.train_file=builtin:cpp", f"data.train_file ('{SHORT_TASKS}' -> 'builtin:cpp')"),
     ],
 )
 def test_regression_resume_with_a_changed_config_is_refused_naming_the_keys(
