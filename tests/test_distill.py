@@ -29,9 +29,12 @@ TEACHER = [[-1.5, -1.0, -9.0], [-3.0, -3.0, -3.0]]
 MASK = [[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
 # The learning test's run: configs/tiny_learn.yaml (the demo's tasks, full fine-tune) with
 # every key that shapes the learning pinned here, so tuning the demo cannot change it.
+# drop_zero_variance_groups changes nothing while distilling (groups are kept then); in the
+# control it spares the forward and backward passes over all-fail groups, whose gradient is 0.
 DISTILL_STEPS = 24
 DISTILL_RUN = (
     "grpo.teacher_guidance=0", "grpo.num_iterations=2", "grpo.beta=0.0", "grpo.loss_type=dapo",
+    "grpo.drop_zero_variance_groups=true",
     "rollout.batch_size=4", "rollout.group_size=4", "rollout.max_new_tokens=32",
     "rollout.temperature=1.0", "training.learning_rate=3e-3", "training.lr_schedule=cosine",
     "training.warmup_steps=0", "training.micro_batch_size=20", "training.seed=0",
