@@ -53,7 +53,7 @@ demo: $(STAMP) models/tiny/config.json
 	$(PY) train_rfai.py --config configs/tiny_learn.yaml $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadscope tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check . && $(VENV)/bin/ruff check .

@@ -19,6 +19,21 @@ import pytest
 
 from rfai.tiny_model import build_tiny_model
 
+# The modules that train for many steps, longest first. `make test` runs the suite on every
+# core (pytest-xdist, one module per worker at a time): started first, they run beside the
+# many short tests instead of after them, alone on one core.
+LONG_MODULES = (
+    "test_distill.py",
+    "test_learning_pipeline.py",
+    "test_resume.py",
+    "test_learning.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_hugging_face_home():

@@ -31,6 +31,7 @@ from scorers.redact import find_token, scrub_error, scrub_message
 from scorers.sandbox import SandboxLimits
 from scorers.suite import ScoringSuite
 from scorers.task import Task
+from tests.helpers import SHORT_TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_Q3v9XkLm2PzR8tYwB4nJc7HdF1sGaE6uKo"
@@ -308,6 +309,7 @@ def test_a_scorer_bug_is_a_counted_skipped_sample_never_a_crash(tiny_model_dir, 
             f"huggingface.dataset_output_dir={tmp_path / 'datasets'}",
             "logging.rich=false",
             "scoring.workers=2",
+            f"data.train_file={SHORT_TASKS}",
         ],
         model=str(tiny_model_dir),
     )
