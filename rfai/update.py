@@ -226,6 +226,9 @@ class PolicyUpdater:
             teacher = self.distill_teacher
             self._teacher_logp = lambda inputs, targets: logits_to_logp(teacher(inputs), targets)
         self._micro_step = _micro_step_function(model, logits_to_loss)
+        self._micro_forward = lambda inputs, targets, *rest: logits_to_loss(
+            model(inputs), targets, *rest
+        )
         self._apply = apply
 
     def reference_logprobs(self, batches: Sequence[MicroBatch]) -> list[mx.array]:
@@ -272,8 +275,13 @@ class PolicyUpdater:
         teacher: Sequence[mx.array],
         scale: mx.array,
         zeros,
+        gradient: bool = True,
     ) -> tuple[mx.array, dict[str, float], mx.array, mx.array]:
         """One optimizer update: gradients accumulated over every micro-batch, then applied.
+
+        `gradient` False: the caller knows the gradient is exactly 0 (`zero_gradient`), so
+        each micro-batch runs the forward pass only (for the loss and its statistics) and the
+        optimizer is given zeros, as the backward pass would have given it.
 
         Returns the summed loss, the summed loss stats, the summed |logp - old_logp| and the
         gradient norm.
@@ -287,18 +295,12 @@ class PolicyUpdater:
         sums = dict.fromkeys(keys, 0.0)
         mismatch_sum = mx.array(0.0)
         for b, ref, teacher_logp in zip(batches, refs, teacher, strict=True):
-            loss, (stats, mm), acc = self._micro_step(
-                b.inputs,
-                b.targets,
-                b.mask,
-                b.old_logp,
-                ref,
-                b.advantages,
-                b.off_policy,
-                teacher_logp,
-                scale,
-                acc,
-            )
+            args = (b.inputs, b.targets, b.mask, b.old_logp, ref, b.advantages, b.off_policy,
+                    teacher_logp, scale)  # fmt: skip
+            if gradient:
+                loss, (stats, mm), acc = self._micro_step(*args, acc)
+            else:
+                loss, stats, mm = self._micro_forward(*args)
             mx.eval(loss, acc, stats, mm)
             loss_total = loss_total + loss
             mismatch_sum = mismatch_sum + mm
@@ -332,9 +334,10 @@ class PolicyUpdater:
         teacher_tokens = int(sum((b.mask * b.off_policy[:, None]).sum().item() for b in batches))
         denom = max(norm.total_tokens - teacher_tokens, 1)  # the students' tokens
         teacher_prob = distill_kl = None
+        gradient = not zero_gradient(samples, self.grpo.beta, self.distill_teacher is not None)
         for iteration in range(self.grpo.num_iterations):
             loss_total, sums, mismatch_sum, grad_norm = self._update(
-                batches, refs, teacher, scale, zeros
+                batches, refs, teacher, scale, zeros, gradient
             )
             if iteration == 0:
                 lr = float(self.optimizer.learning_rate.item())
@@ -368,6 +371,14 @@ class PolicyUpdater:
             update_norm=update_norm,
             distill_kl=distill_kl,
         )
+
+
+def zero_gradient(samples: Sequence[Sample], beta: float, distilling: bool) -> bool:
+    """True when the loss's gradient is exactly 0: every advantage is 0 (a batch of groups
+    whose rewards are all equal, say all failing), with no KL term (beta 0) and no
+    distillation term. Every surrogate and teacher-row term is then the advantage times
+    something, so the backward pass would hand the optimizer zeros."""
+    return beta == 0 and not distilling and all(s.advantage == 0 for s in samples)
 
 
 def _loss_functions(grpo: GRPOConfig, temperature: float):

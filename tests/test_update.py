@@ -459,3 +459,48 @@ def test_regression_updated_means_the_weights_moved(tiny_model_dir: Path) -> Non
         moved = sum(float(((after[k] - before[k]) ** 2).sum().item()) for k in before) ** 0.5
         assert stats.update_norm == pytest.approx(moved, rel=1e-4, abs=1e-9)
         assert (stats.update_norm > 0) == (advantage_scale > 0)
+
+
+def test_a_zero_gradient_batch_skips_the_backward_pass_and_updates_the_same(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every advantage 0 with beta 0 (a batch of all-failing groups): the gradient is exactly
+    # 0, so only the forward pass runs, for the statistics. Weights, optimizer state and
+    # statistics must be those of the full forward and backward pass, also after an earlier
+    # step left momentum in Adam (a zero gradient still moves the weights then).
+    import rfai.update
+
+    def run(skip: bool):
+        student = make_student(tiny_model_dir)
+        samples = make_samples(student)
+        updater = PolicyUpdater(
+            student, GRPOConfig(beta=0.0, num_iterations=2), training_config(), TEMPERATURE,
+            10, max_new_tokens=MAX_NEW_TOKENS,
+        )  # fmt: skip
+        calls = []
+        micro_step = updater._micro_step
+        updater._micro_step = lambda *a: calls.append(1) or micro_step(*a)
+        first = updater.step(samples)
+        backward_passes = len(calls)
+        if not skip:
+            monkeypatch.setattr(rfai.update, "zero_gradient", lambda *a: False)
+        idle = updater.step([replace(s, advantage=0.0) for s in samples])
+        monkeypatch.undo()
+        return first, idle, len(calls) - backward_passes, params_of(student), updater
+
+    first, idle, backward, params, updater = run(skip=True)
+    full_first, full_idle, full_backward, full_params, full_updater = run(skip=False)
+    assert backward == 0 and full_backward == 4  # 2 iterations x 2 micro-batches
+    assert first == full_first and idle == full_idle
+    assert idle.loss == 0.0 and idle.grad_norm == 0.0 and idle.update_norm > 0  # momentum
+    assert all(mx.array_equal(params[k], full_params[k]).item() for k in params)
+    state = dict(tree_flatten(updater.optimizer.state))
+    full_state = dict(tree_flatten(full_updater.optimizer.state))
+    assert all(mx.array_equal(state[k], full_state[k]).item() for k in state)
+    # Any KL or distillation term, or one non-zero advantage, has a gradient: not skipped.
+    samples = make_samples(make_student(tiny_model_dir))
+    zero = [replace(s, advantage=0.0) for s in samples]
+    assert rfai.update.zero_gradient(zero, 0.0, distilling=False)
+    assert not rfai.update.zero_gradient(zero, 0.04, distilling=False)
+    assert not rfai.update.zero_gradient(zero, 0.0, distilling=True)
+    assert not rfai.update.zero_gradient([*zero[:-1], samples[-1]], 0.0, distilling=False)
