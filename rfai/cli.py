@@ -62,6 +62,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     # Imported late so that config errors are reported without loading MLX.
     from rfai.dataset_schema import DatasetValidationError
     from rfai.hub import HubError
+    from rfai.interrupt import RunInterrupted, aborted_message
     from rfai.run import TrainingError, build_run
     from rfai.student import StudentLoadError
     from rfai.tasks import TaskFormatError
@@ -73,13 +74,32 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except (StudentLoadError, TaskFormatError, TrainingError, TeacherError, HubError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("aborted before training started", file=sys.stderr)
+        return 130
     try:
         train(run)
     except (TeacherError, HubError, DatasetValidationError, TrainingError) as exc:
         # Training itself is saved (checkpoints, adapter, rows); say what failed after it.
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RunInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(aborted_message(run.paths.output_dir, last_checkpoint(run)), file=sys.stderr)
+        return 130
     return 0
+
+
+def last_checkpoint(run) -> Path | None:
+    """The checkpoint a --resume of `run` would start from (None: none, or unreadable)."""
+    from rfai.checkpoint import CheckpointError, latest_checkpoint
+
+    try:
+        return latest_checkpoint(run.paths.checkpoints)
+    except CheckpointError:
+        return None
 
 
 def export_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ from rfai.checkpoint import TrainingState, rng_state, save_checkpoint, step_seed
 from rfai.evaluate import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
+from rfai.interrupt import RunInterrupted, StopSignals, stopped_message
 from rfai.resume import mark_finished
 from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
@@ -54,9 +55,14 @@ def train(run: Run) -> dict[str, Any]:
         f"{len(run.tasks.train)} tasks, {cfg.rollout.batch_size} x {cfg.rollout.group_size} "
         f"samples/step, rows -> {run.writer.path('train')}"
     )
-    with run.scoring_pool() as pool:
+    with run.scoring_pool() as pool, StopSignals() as stop:
         if cfg.evaluation.baseline_evaluation and run.start_step == 0:
             _evaluation_pass(run, pool, "evaluation", 0)
+        if stop.received:
+            raise RunInterrupted(
+                stopped_message(stop.received, run.paths.output_dir, run.start_step, None),
+                stop.signum,
+            )
         idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
         for step in range(run.start_step + 1, cfg.training.steps + 1):
             last = run_step(run, step, pool)
@@ -67,8 +73,16 @@ def train(run: Run) -> dict[str, Any]:
                 raise TrainingError(idle_message(step, idle))
             if validation_due(step, cfg):
                 _evaluation_pass(run, pool, "validation", step)
+            saved = None
             if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
-                run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
+                saved = save_run_checkpoint(run, step)
+                run.logger.info(f"checkpoint {saved}")
+            if stop.received:
+                saved = saved or save_run_checkpoint(run, step)
+                raise RunInterrupted(
+                    stopped_message(stop.received, run.paths.output_dir, step, saved),
+                    stop.signum,
+                )
         _evaluation_pass(run, pool, "evaluation", cfg.training.steps)
     final = run.paths.output_dir / "adapters"
     run.student.save_adapter(final)

@@ -70,7 +70,10 @@ def ruff_findings(code: str) -> list[str]:
     argv += ["--stdin-filename", "solution.py", "-"]
     pipe = subprocess.PIPE
     with EXEC_FILES.forking():  # the child must not keep a sandbox binary open (sandbox_io)
-        ruff_run = subprocess.Popen(argv, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+        # Its own session: a Ctrl-C at the terminal must not kill it in the middle of a scoring.
+        ruff_run = subprocess.Popen(
+            argv, stdin=pipe, stdout=pipe, stderr=pipe, text=True, start_new_session=True
+        )
     try:
         stdout, stderr = ruff_run.communicate(code, timeout=60)
     finally:

@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -278,3 +279,74 @@ def test_regression_a_failed_start_leaves_no_run_folder(tiny_model_dir, held_out
     proc = run_cli(args(tiny_model_dir, out, held_out, "--resume"))
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
     assert not out.exists()
+
+
+def signal_when(command: list[str], ready, signals, out: Path, deadline_s: float = 240):
+    """Run `command`, send `signals` (in order) once `ready()` holds; (exit code, stderr)."""
+    stderr = out.parent / f"{out.name}.stderr"
+    with stderr.open("w") as err:
+        child = subprocess.Popen(
+            command, cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline and child.poll() is None and not ready():
+            time.sleep(0.02)
+        assert child.poll() is None, "the run finished before the signal could be sent"
+        for sig in signals:
+            child.send_signal(sig)
+            time.sleep(0.05)
+        child.wait(timeout=120)
+    return child.returncode, stderr.read_text()
+
+
+def resume_from_message(line: str) -> subprocess.CompletedProcess:
+    """Run the resume command a stop message names, as a user would paste it."""
+    command = line.split("Resume with: ")[1].split()
+    assert command[:2] == ["python", "train_rfai.py"], line
+    return run_cli([sys.executable, str(REPO / "train_rfai.py"), *command[2:]])
+
+
+def test_sigint_stops_at_the_end_of_the_step_with_a_checkpoint_and_resumes_exactly(
+    tiny_model_dir, held_out, reference, tmp_path
+):
+    out = tmp_path / "stopped"
+    metrics = out / "run" / "metrics.jsonl"
+    code, stderr = signal_when(
+        args(tiny_model_dir, out, held_out),
+        lambda: 1 in training_steps_logged(metrics),
+        [signal.SIGINT],
+        out,
+    )
+    assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
+    step = json.loads((out / "run" / "checkpoints" / "latest").read_text())["step"]
+    # The step (or its validation pass) running when the signal came, finished and saved.
+    assert 1 <= step <= 3
+    assert training_steps_logged(metrics) == set(range(1, step + 1))
+    line = stderr.strip().splitlines()[-1]
+    assert line == (
+        f"SIGINT: stopped after step {step}; checkpoint "
+        f"{out / 'run' / 'checkpoints' / f'step_{step:06d}'}. Resume with: "
+        f"python train_rfai.py --config {out / 'run' / 'config.yaml'} --resume"
+    )
+    proc = resume_from_message(line)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_as(reference, out)
+
+
+def test_a_second_signal_stops_at_once_naming_the_last_checkpoint(
+    tiny_model_dir, held_out, reference, tmp_path
+):
+    out = tmp_path / "aborted"
+    code, stderr = signal_when(
+        args(tiny_model_dir, out, held_out),
+        lambda: 1 in steps_written(out, "train"),
+        [signal.SIGTERM, signal.SIGINT],
+        out,
+    )
+    assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "SIGTERM: stopping at the end of this step" in stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("aborted: it has no checkpoint yet"), line
+    proc = resume_from_message(line)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_as(reference, out)
