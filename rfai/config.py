@@ -539,6 +539,11 @@ class CheckpointConfig:
 class LoggingConfig:
     every_steps: int = key(1, "console line every N steps (metrics.jsonl gets every step)")
     rich: bool = key(True, "rich console output; false = plain lines")
+    tensorboard: bool = key(
+        True,
+        "TensorBoard event files in <output_dir>/tensorboard/, mirroring metrics.jsonl "
+        "(tensorboard --logdir <output_dir>/tensorboard)",
+    )
 
     def __post_init__(self) -> None:
         _check(self.every_steps >= 1, "logging.every_steps", "must be >= 1")

@@ -1,4 +1,6 @@
-"""Per-step metrics: one JSON line per step in `metrics.jsonl`, and a line on the console."""
+"""Per-step metrics: one JSON line per step in `metrics.jsonl`, and a line on the console.
+
+Every line also goes to the sinks attached with `attach` (TensorBoard: `rfai.tensorboard`)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,22 @@ class MetricsLogger:
         self.every_steps = every_steps
         self.total_steps = total_steps
         self.console = Console(highlight=False) if use_rich else None
+        self._sinks: list[Any] = []
+
+    def attach(self, sink: Any) -> None:
+        """Also hand every line written from now on to `sink.add(record)`; `close` closes it."""
+        self._sinks.append(sink)
+
+    def close(self) -> None:
+        for sink in self._sinks:
+            sink.close()
+        self._sinks.clear()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for sink in self._sinks:
+            sink.add(record)
 
     def offset(self) -> int:
         """Byte size of metrics.jsonl (what a checkpoint and the run record keep)."""
@@ -63,16 +81,14 @@ class MetricsLogger:
 
     def log_event(self, step: int, event: str, metrics: dict[str, Any]) -> None:
         """A metrics.jsonl line that is not a training step ("validation", "evaluation")."""
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, "event": event, **metrics}) + "\n")
+        self._write({"step": step, "event": event, **metrics})
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in metrics.items()
         }
-        with self.path.open("a") as f:
-            f.write(json.dumps({"step": step, **clean}) + "\n")
+        self._write({"step": step, **clean})
         if step % self.every_steps and step != self.total_steps:
             return
         parts = [fmt.format(clean[key]) for key, fmt in _CONSOLE if clean.get(key) is not None]

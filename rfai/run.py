@@ -57,6 +57,8 @@ from rfai.scored_rollout import RolloutRunner
 from rfai.student import Student, load_student, tasks_that_fit
 from rfai.task_selection import TaskSplits, load_task_splits
 from rfai.teachers import Teacher, add_teacher_tests, build_teacher
+from rfai.tensorboard import FOLDER as TENSORBOARD
+from rfai.tensorboard import TensorBoardLog
 from rfai.update import PolicyUpdater
 from scorers import ScoringPool, ScoringSuite, validate_tasks
 from scorers.task import Task
@@ -351,6 +353,9 @@ def start_run_folder(
     """
     paths.output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, paths.output_dir / SAVED_CONFIG)
+    if config.logging.tensorboard:
+        # After any --resume rollback: rebuilt from the metric lines that are kept.
+        logger.attach(TensorBoardLog(paths.output_dir / TENSORBOARD, paths.metrics))
     record = None if fresh else read_record(paths.output_dir)
     if record is None:
         # Resuming a run folder made before run records: its start offsets are unknown.

@@ -49,48 +49,55 @@ def train(run: Run) -> dict[str, Any]:
     """Baseline evaluation, the steps, final evaluation, adapter, publishing; returns the
     last step's metrics."""
     cfg = run.config
-    last: dict[str, Any] = {}
     run.logger.info(
         f"rfai run {run.run_id}: student {cfg.student.path}, teacher {run.teacher.name}, "
         f"{len(run.tasks.train)} tasks, {cfg.rollout.batch_size} x {cfg.rollout.group_size} "
         f"samples/step, rows -> {run.writer.path('train')}"
     )
-    with run.scoring_pool() as pool, StopSignals() as stop:
-        if cfg.evaluation.baseline_evaluation and run.start_step == 0:
-            _evaluation_pass(run, pool, "evaluation", 0)
+    try:
+        with run.scoring_pool() as pool, StopSignals() as stop:
+            last = _train_steps(run, pool, stop)
+            _evaluation_pass(run, pool, "evaluation", cfg.training.steps)
+        final = run.paths.output_dir / "adapters"
+        run.student.save_adapter(final)
+        run.writer.close()
+        # From here on, --resume says the run is finished instead of evaluating it again.
+        mark_finished(run.paths.output_dir, cfg.training.steps)
+        run.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
+        publish(run)
+        return last
+    finally:
+        run.logger.close()  # the TensorBoard writer
+
+
+def _train_steps(run: Run, pool: ScoringPool, stop: StopSignals) -> dict[str, Any]:
+    """The baseline evaluation and the steps, with validation and checkpoints; stops early on
+    a signal (`RunInterrupted`) or after `training.stop_after_idle_steps` idle steps."""
+    cfg = run.config
+    if cfg.evaluation.baseline_evaluation and run.start_step == 0:
+        _evaluation_pass(run, pool, "evaluation", 0)
+    if stop.received:
+        message = stopped_message(stop.received, run.paths.output_dir, run.start_step, None)
+        raise RunInterrupted(message, stop.signum)
+    last: dict[str, Any] = {}
+    idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
+    for step in range(run.start_step + 1, cfg.training.steps + 1):
+        last = run_step(run, step, pool)
+        run.logger.log(step, last)
+        idle = [*idle, last] if last["trained_samples"] == 0 else []
+        if 0 < cfg.training.stop_after_idle_steps <= len(idle):
+            run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
+            raise TrainingError(idle_message(step, idle))
+        if validation_due(step, cfg):
+            _evaluation_pass(run, pool, "validation", step)
+        saved = None
+        if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
+            saved = save_run_checkpoint(run, step)
+            run.logger.info(f"checkpoint {saved}")
         if stop.received:
-            raise RunInterrupted(
-                stopped_message(stop.received, run.paths.output_dir, run.start_step, None),
-                stop.signum,
-            )
-        idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
-        for step in range(run.start_step + 1, cfg.training.steps + 1):
-            last = run_step(run, step, pool)
-            run.logger.log(step, last)
-            idle = [*idle, last] if last["trained_samples"] == 0 else []
-            if 0 < cfg.training.stop_after_idle_steps <= len(idle):
-                run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
-                raise TrainingError(idle_message(step, idle))
-            if validation_due(step, cfg):
-                _evaluation_pass(run, pool, "validation", step)
-            saved = None
-            if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
-                saved = save_run_checkpoint(run, step)
-                run.logger.info(f"checkpoint {saved}")
-            if stop.received:
-                saved = saved or save_run_checkpoint(run, step)
-                raise RunInterrupted(
-                    stopped_message(stop.received, run.paths.output_dir, step, saved),
-                    stop.signum,
-                )
-        _evaluation_pass(run, pool, "evaluation", cfg.training.steps)
-    final = run.paths.output_dir / "adapters"
-    run.student.save_adapter(final)
-    run.writer.close()
-    # From here on, --resume says the run is finished instead of evaluating it again.
-    mark_finished(run.paths.output_dir, cfg.training.steps)
-    run.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
-    publish(run)
+            saved = saved or save_run_checkpoint(run, step)
+            message = stopped_message(stop.received, run.paths.output_dir, step, saved)
+            raise RunInterrupted(message, stop.signum)
     return last
 
 
@@ -109,6 +116,7 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
     """One training step: sample, score (rows written), select groups, update; metrics."""
     cfg = run.config
     t0 = time.perf_counter()
+    teacher_before = run.teacher.stats.snapshot()
     mx.reset_peak_memory()
     mx.random.seed(step_seed(cfg.training.seed, step))
     batch = run.sampler.next_batch(cfg.rollout.batch_size)
@@ -147,7 +155,9 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
     update_peak = mx.get_peak_memory()
     t_update = time.perf_counter()
     timing = {"update_seconds": t_update - t_score, "step_seconds": t_update - t0}
-    return step_metrics(rollout, selection, update, run, timing, update_peak)
+    # This step's teacher requests, tokens, failures, cache hits...: not running totals.
+    teacher = {k: v - teacher_before[k] for k, v in run.teacher.stats.snapshot().items()}
+    return step_metrics(rollout, selection, update, run, {**timing, **teacher}, update_peak)
 
 
 def step_metrics(
@@ -155,10 +165,11 @@ def step_metrics(
     selection: GroupSelection,
     update: UpdateStats | None,
     run: Run,
-    timing: dict[str, float],
+    counts: dict[str, float],
     update_peak: int,
 ) -> dict[str, Any]:
-    """What a step's rollout, group selection and update measured (metrics.jsonl)."""
+    """What a step's rollout, group selection and update measured (metrics.jsonl); `counts`:
+    the step's timings and teacher counters, as they are."""
     valid = [s for s in rollout.in_order() if s.student is not None]
     completions = rollout.completions
     metrics: dict[str, Any] = {
@@ -183,10 +194,9 @@ def step_metrics(
         "scoring_wait_seconds": rollout.scoring_wait_seconds,
         # What scoring alone would take on this pool: its busy time spread over workers.
         "scoring_seconds": rollout.scoring_busy_seconds / run.workers,
-        **timing,
+        **counts,
         "generation_tps": rollout.gen_stats.tokens_per_second,
         "generated_tokens": rollout.gen_stats.generated_tokens,
-        **run.teacher.stats.snapshot(),
         "peak_memory_gb": max(rollout.generation_peak, update_peak) / 1e9,
         "generation_peak_memory_gb": rollout.generation_peak / 1e9,
         "update_peak_memory_gb": update_peak / 1e9,

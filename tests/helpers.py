@@ -67,3 +67,38 @@ def busy_cores() -> Iterator[None]:
         for process in loops:
             process.kill()
             process.wait()
+
+
+def read_tensorboard(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the TensorBoard event files of `folder`: tag -> [(step, value)], in
+    the order written. Reads the TFRecord framing (length, CRC, event, CRC) itself."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = Event.FromString(data[at + 12 : at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+def assert_tensorboard_mirrors_metrics(run_dir: Path) -> None:
+    """`run_dir/tensorboard` holds every number of `run_dir/metrics.jsonl`, each line once."""
+    import pytest
+
+    from rfai.tensorboard import scalars
+
+    expected: dict[str, list] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        for tag, value in scalars(record).items():
+            approx = pytest.approx(value, rel=1e-6, abs=1e-30)  # stored as float32
+            expected.setdefault(tag, []).append((record["step"], approx))
+    assert expected, "metrics.jsonl holds no numbers"
+    assert read_tensorboard(run_dir / "tensorboard") == expected

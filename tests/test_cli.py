@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 from mlx_lm import load
 
-from tests.helpers import REPO, SHORT_TASKS, read_rows, run_cli, tiny_run_args
+from tests.helpers import (
+    REPO,
+    SHORT_TASKS,
+    assert_tensorboard_mirrors_metrics,
+    read_rows,
+    run_cli,
+    tiny_run_args,
+)
 
 REQUIRED_FIELDS = {
     "prompt",
@@ -77,6 +84,7 @@ def test_run_folder_has_config_metrics_checkpoints_and_adapter(finished_run, tin
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(m["updated"] and m["loss"] is not None for m in metrics)
+    assert_tensorboard_mirrors_metrics(run)
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
     assert checkpoints == ["step_000002", "step_000003"]
     # The final adapter is in mlx-lm's format: mlx_lm.load applies it.

@@ -33,6 +33,12 @@ def test_regression_a_teacher_that_never_gives_code_does_not_stop_the_run(tiny_m
     assert "teacher 0.000" in result.stdout  # the console shows the teacher's score
     metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(m)["trained_samples"] for m in metrics] == [0, 0]
+    # Teacher counters are the step's own, not running totals (issue 12): the 4 tasks are
+    # asked at step 1 (the start-up check before it is not counted), and come from the
+    # cache at step 2.
+    counters = [(json.loads(m)["teacher_requests"], json.loads(m)["teacher_cache_hits"],
+                 json.loads(m)["teacher_cache_misses"]) for m in metrics]  # fmt: skip
+    assert counters == [(4, 0, 4), (0, 4, 0)]
     assert (tmp_path / "run" / "checkpoints").is_dir()  # what was done is kept
     assert not (tmp_path / "run" / "adapters").exists()  # no "final" adapter of nothing
 

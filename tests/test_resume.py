@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, SHORT_TASKS, cli_env, read_rows, run_cli, tiny_run_args
+from tests.helpers import (
+    REPO,
+    SHORT_TASKS,
+    assert_tensorboard_mirrors_metrics,
+    cli_env,
+    read_rows,
+    run_cli,
+    tiny_run_args,
+)
 
 SPLITS = ("train", "validation", "evaluation")
 # 4 steps x 4 tasks x 4 samples of training; validation after every step and evaluation
@@ -121,6 +129,7 @@ def assert_same_as(reference: Path, out: Path) -> None:
     }
     assert len({r["run_id"] for r in rows}) == 1
     assert metric_lines(out) == metric_lines(reference)
+    assert_tensorboard_mirrors_metrics(out / "run")  # each step once, as in metrics.jsonl
 
 
 def test_kill_and_resume_gives_the_uninterrupted_rows(
