@@ -539,6 +539,9 @@ class CheckpointConfig:
 class LoggingConfig:
     every_steps: int = key(1, "console line every N steps (metrics.jsonl gets every step)")
     rich: bool = key(True, "rich console output; false = plain lines")
+    plots: bool = key(
+        True, "PNG charts in <output_dir>/plots/ at the end of a run (python -m rfai.plots)"
+    )
     tensorboard: bool = key(
         True,
         "TensorBoard event files in <output_dir>/tensorboard/, mirroring metrics.jsonl "

@@ -38,6 +38,7 @@ from rfai.evaluate import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
 from rfai.interrupt import RunInterrupted, StopSignals, stopped_message
+from rfai.plots import plot_run
 from rfai.resume import mark_finished
 from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
@@ -64,6 +65,9 @@ def train(run: Run) -> dict[str, Any]:
         # From here on, --resume says the run is finished instead of evaluating it again.
         mark_finished(run.paths.output_dir, cfg.training.steps)
         run.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
+        if cfg.logging.plots:
+            charts = plot_run(run.paths.output_dir, run.paths.dataset_dir)
+            run.logger.info(f"plots: {', '.join(p.name for p in charts)} in {charts[0].parent}")
         publish(run)
         return last
     finally:

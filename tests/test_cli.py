@@ -85,6 +85,9 @@ def test_run_folder_has_config_metrics_checkpoints_and_adapter(finished_run, tin
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(m["updated"] and m["loss"] is not None for m in metrics)
     assert_tensorboard_mirrors_metrics(run)
+    plots = sorted(p.name for p in (run / "plots").glob("*.png"))  # one language: no languages.png
+    assert plots == ["loss.png", "reward.png", "scores.png", "speed.png"]
+    assert all((run / "plots" / name).read_bytes().startswith(b"\x89PNG") for name in plots)
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("step_*"))
     assert checkpoints == ["step_000002", "step_000003"]
     # The final adapter is in mlx-lm's format: mlx_lm.load applies it.

@@ -17,7 +17,7 @@ from rfai.config import ConfigError
 from rfai.config_load import load_config
 from rfai.task_sources import load_task_source
 from rfai.tasks import TaskFormatError
-from tests.helpers import REPO, cli_env, run_cli
+from tests.helpers import REPO, cli_env, run_cli, tiny_run_args
 
 TRAIN = [sys.executable, str(REPO / "train_rfai.py")]
 SCORERS = [sys.executable, "-m", "scorers"]
@@ -158,18 +158,7 @@ def test_regression_json_error_column_is_the_real_one(tmp_path, text, at):
 def test_regression_missing_relative_model_folder_says_no_such_folder(tmp_path):
     model = "models/rfai-test-no-such-model"
     assert not (REPO / model).exists()
-    args = [
-        *TRAIN,
-        "--config",
-        str(REPO / "configs" / "tiny.yaml"),
-        "--model",
-        model,
-        "--set",
-        f"training.output_dir={tmp_path / 'run'}",
-        "--set",
-        "logging.rich=false",
-    ]
-    result = run_cli(args)
+    result = run_cli(tiny_run_args(Path(model), tmp_path))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
     assert f"Could not load the student model {model}: there is no such local folder" in line
@@ -184,18 +173,10 @@ def test_regression_no_training_task_left_says_why_with_file_and_line(tmp_path):
     tasks = _write_bytes(
         tmp_path / "tasks.jsonl", _record(task_id="a", language="cobol"), b"{bad json"
     )
-    args = [
-        *TRAIN,
-        "--config",
-        str(REPO / "configs" / "tiny.yaml"),
-        "--set",
-        f"data.train_file={tasks}",
-        "--set",
-        f"training.output_dir={tmp_path / 'run'}",
-        "--set",
-        "logging.rich=false",
-    ]
-    result = run_cli(args)
+    # The task file is read before the model is loaded: no model is needed to get there.
+    result = run_cli(
+        tiny_run_args(tmp_path / "no-model", tmp_path, "--set", f"data.train_file={tasks}")
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error: ")]
     assert "no training task left (0 read, 2 skipped" in line
