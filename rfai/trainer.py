@@ -42,6 +42,7 @@ from rfai.plots import plot_run
 from rfai.resume import mark_finished
 from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
+from rfai.summary import write_summary
 from rfai.update import UpdateStats
 from scorers import ScoringPool
 
@@ -55,6 +56,7 @@ def train(run: Run) -> dict[str, Any]:
         f"{len(run.tasks.train)} tasks, {cfg.rollout.batch_size} x {cfg.rollout.group_size} "
         f"samples/step, rows -> {run.writer.path('train')}"
     )
+    started = time.monotonic()
     try:
         with run.scoring_pool() as pool, StopSignals() as stop:
             last = _train_steps(run, pool, stop)
@@ -65,13 +67,29 @@ def train(run: Run) -> dict[str, Any]:
         # From here on, --resume says the run is finished instead of evaluating it again.
         mark_finished(run.paths.output_dir, cfg.training.steps)
         run.logger.info(f"adapter saved to {final} (mlx_lm.generate --adapter-path {final})")
-        if cfg.logging.plots:
-            charts = plot_run(run.paths.output_dir, run.paths.dataset_dir)
-            run.logger.info(f"plots: {', '.join(p.name for p in charts)} in {charts[0].parent}")
+        _summarize(run, f"Finished: {cfg.training.steps} steps", started)
         publish(run)
         return last
+    except RunInterrupted as exc:
+        _summarize(run, str(exc).split(". Resume with")[0], started)
+        raise
+    except KeyboardInterrupt:
+        _summarize(run, "Aborted by a second Ctrl-C or SIGTERM", started, draw=False)
+        raise
     finally:
         run.logger.close()  # the TensorBoard writer
+
+
+def _summarize(run: Run, status: str, started: float, draw: bool = True) -> None:
+    """The charts (unless `draw` is False or `logging.plots` is off) and summary.md."""
+    out = run.paths.output_dir
+    if draw and run.config.logging.plots and run.paths.metrics.is_file():
+        charts = plot_run(out, run.paths.dataset_dir)
+        run.logger.info(f"plots: {', '.join(p.name for p in charts)} in {charts[0].parent}")
+    path, short = write_summary(out, run.paths.dataset_dir, status, time.monotonic() - started)
+    run.logger.info(f"summary: {path}")
+    for line in short:
+        run.logger.info(f"  {line}")
 
 
 def _train_steps(run: Run, pool: ScoringPool, stop: StopSignals) -> dict[str, Any]:

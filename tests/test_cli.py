@@ -1,6 +1,10 @@
 """End to end: `python train_rfai.py` on the tiny model, as a user runs it."""
 
 import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import mlx.core as mx
 import pandas as pd
@@ -11,6 +15,7 @@ from tests.helpers import (
     REPO,
     SHORT_TASKS,
     assert_tensorboard_mirrors_metrics,
+    cli_env,
     read_rows,
     run_cli,
     tiny_run_args,
@@ -93,6 +98,24 @@ def test_run_folder_has_config_metrics_checkpoints_and_adapter(finished_run, tin
     # The final adapter is in mlx-lm's format: mlx_lm.load applies it.
     model, _ = load(str(tiny_model_dir), adapter_path=str(run / "adapters"))
     assert mx.array(model(mx.array([[1, 2, 3]]))).shape == (1, 3, 1024)
+
+
+def test_the_summary_says_what_ran_and_its_first_command_works(finished_run, tiny_model_dir):
+    out, proc = finished_run
+    text = (out / "run" / "summary.md").read_text()
+    assert "**Finished: 3 steps.**" in text and f"- Student: `{tiny_model_dir}` (lora)" in text
+    # configs/tiny.yaml has no evaluation file: the training reward's trend instead.
+    assert "No evaluation before and after" in text and "![reward](plots/reward.png)" in text
+    assert "- Rows of this run in" in text and "train 48" in text
+    assert f"summary: {out / 'run' / 'summary.md'}" in proc.stdout
+    commands = text.split("```bash\n")[1].split("\n```")[0].splitlines()
+    assert commands[0].startswith("mlx_lm.generate --model ") and "--adapter-path" in commands[0]
+    assert commands[1].startswith("mlx_lm.server ") and commands[2].startswith("mlx_lm.fuse ")
+    # The generate command as written (with a short answer), from the environment's scripts.
+    argv = [*shlex.split(commands[0]), "--max-tokens", "4"]
+    argv[0] = str(Path(sys.executable).parent / argv[0])
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=cli_env())
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_second_run_into_the_same_folder_is_refused(finished_run, tiny_model_dir):

@@ -337,6 +337,10 @@ def test_sigint_stops_at_the_end_of_the_step_with_a_checkpoint_and_resumes_exact
         f"{out / 'run' / 'checkpoints' / f'step_{step:06d}'}. Resume with: "
         f"python train_rfai.py --config {out / 'run' / 'config.yaml'} --resume"
     )
+    summary = (out / "run" / "summary.md").read_text()
+    assert line.split(". Resume with")[0] in summary  # the status line
+    assert line.split("Resume with: ")[1] in summary  # the first command is the resume
+    assert (out / "run" / "plots" / "reward.png").is_file()
     proc = resume_from_message(line)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_as(reference, out)
