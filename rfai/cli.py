@@ -200,3 +200,81 @@ def upload_model_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rfai.evaluate",
+        description="Sample and score tasks with a model (and adapter), as training's "
+        "evaluation pass does, and print per language pass@1, pass@k, reward and each "
+        "criterion's mean score; with --compare-adapter-path, two models side by side.",
+    )
+    parser.add_argument("--model", required=True, help="base model: a folder or a Hub id")
+    parser.add_argument("--adapter-path", help="adapter folder (default: the base model)")
+    parser.add_argument(
+        "--compare-adapter-path", help="a second adapter to evaluate and compare with the first"
+    )
+    parser.add_argument(
+        "--data", required=True, help="task source, as data.evaluation_file accepts"
+    )
+    parser.add_argument("--samples", type=int, help="samples per task (default: config's)")
+    parser.add_argument("--temperature", type=float, help="default: evaluation.temperature")
+    parser.add_argument(
+        "--config", help="teacher, scoring and rollout settings (default: rfai's defaults)"
+    )
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--output-dir", default="evaluation", help="rows go to OUTPUT_DIR/<model>/evaluation.jsonl"
+    )
+    return parser
+
+
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    args = evaluate_parser().parse_args(argv)
+    overrides = list(args.set)
+    if args.samples is not None:
+        overrides.append(f"evaluation.samples_per_task={args.samples}")
+    if args.temperature is not None:
+        overrides.append(f"evaluation.temperature={args.temperature}")
+    try:
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    from rfai.evaluation import evaluate_model, language_report, report_table
+    from rfai.student import StudentLoadError
+    from rfai.task_sources import load_task_source
+    from rfai.tasks import TaskFormatError
+    from rfai.teachers import TeacherError
+
+    adapters = [args.adapter_path]
+    if args.compare_adapter_path:
+        adapters.append(args.compare_adapter_path)
+    labels = [_model_label(a) for a in adapters]
+    if len(set(labels)) != len(labels):
+        print(f"error: both models are {labels[0]!r}; compare two different ones", file=sys.stderr)
+        return 2
+    reports = {}
+    try:
+        loaded = load_task_source(args.data)
+        if not loaded.tasks:
+            print(f"error: {args.data}: no task to evaluate", file=sys.stderr)
+            return 2
+        k = config.evaluation.samples_per_task
+        for adapter, label in zip(adapters, labels, strict=True):
+            out = Path(args.output_dir) / label
+            rows = evaluate_model(config, loaded.tasks, args.model, adapter, out, print)
+            print(f"{label}: {len(rows)} rows in {out / 'evaluation.jsonl'}")
+            reports[label] = language_report(rows, k)
+    except (StudentLoadError, TaskFormatError, TeacherError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report_table(reports))
+    return 0
+
+
+def _model_label(adapter: str | None) -> str:
+    """A folder name for a model's rows: `base`, or the adapter path made flat."""
+    if adapter is None:
+        return "base"
+    return "_".join(p for p in Path(adapter).resolve().parts[-2:] if p not in ("/", ""))

@@ -111,7 +111,7 @@ def _comparison(run_dir: Path, metrics: list[dict]) -> tuple[list[str], list[str
 
 
 def _commands(run_dir: Path, model: str, finished: bool, has_rows: bool,
-              dataset_dir: Path) -> list[str]:  # fmt: skip
+              dataset_dir: Path, data: str) -> list[str]:  # fmt: skip
     q = shlex.quote
     adapter = q(str(run_dir / "adapters"))
     commands = [] if finished else [resume_command(run_dir)]
@@ -119,6 +119,8 @@ def _commands(run_dir: Path, model: str, finished: bool, has_rows: bool,
         commands += [
             f"mlx_lm.generate --model {q(model)} --adapter-path {adapter} "
             '--prompt "Write a Python function that reverses a string."',
+            f"python -m rfai.evaluate --model {q(model)} --compare-adapter-path {adapter} "
+            f"--data {q(data)} --samples 4",
             f"mlx_lm.server --model {q(model)} --adapter-path {adapter}",
             f"mlx_lm.fuse --model {q(model)} --adapter-path {adapter} "
             f"--save-path {q(str(run_dir / 'fused'))}",
@@ -160,7 +162,9 @@ def summary(
     if (run_dir / "tensorboard").is_dir():
         lines.append(f"- TensorBoard: `tensorboard --logdir {run_dir / 'tensorboard'}`")
     model = str((config.get("student") or {}).get("path"))
-    commands = _commands(run_dir, model, finished, bool(counts), dataset_dir)
+    data = config.get("data") or {}
+    held_out = str(data.get("evaluation_file") or data.get("train_file"))
+    commands = _commands(run_dir, model, finished, bool(counts), dataset_dir, held_out)
     lines += ["", "## Next", "", "```bash", *commands, "```", ""]
     return "\n".join(lines), [*short, f"next: {commands[0]}"] if commands else short
 

@@ -11,7 +11,7 @@ One step (see README "How it works"):
 4. update: the policy update (rfai/update.py);
 5. record: the step's metrics;
 6. checkpoint: every `checkpoint.every_steps` and after the last step.
-Validation and evaluation passes are rfai/evaluate.py; publishing is `publish` below.
+Validation and evaluation passes are rfai/evaluation.py; publishing is `publish` below.
 
 Departures from GRPO as published (Shao et al. 2024), each a config choice documented in
 config.yaml:
@@ -34,7 +34,7 @@ import numpy as np
 
 from rfai.card import write_dataset_card
 from rfai.checkpoint import TrainingState, rng_state, save_checkpoint, step_seed
-from rfai.evaluate import evaluate, log_pass, mean, validation_due
+from rfai.evaluation import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
 from rfai.interrupt import RunInterrupted, StopSignals, stopped_message

@@ -110,7 +110,8 @@ def test_the_summary_says_what_ran_and_its_first_command_works(finished_run, tin
     assert f"summary: {out / 'run' / 'summary.md'}" in proc.stdout
     commands = text.split("```bash\n")[1].split("\n```")[0].splitlines()
     assert commands[0].startswith("mlx_lm.generate --model ") and "--adapter-path" in commands[0]
-    assert commands[1].startswith("mlx_lm.server ") and commands[2].startswith("mlx_lm.fuse ")
+    assert commands[1].startswith("python -m rfai.evaluate --model ")
+    assert commands[2].startswith("mlx_lm.server ") and commands[3].startswith("mlx_lm.fuse ")
     # The generate command as written (with a short answer), from the environment's scripts.
     argv = [*shlex.split(commands[0]), "--max-tokens", "4"]
     argv[0] = str(Path(sys.executable).parent / argv[0])

@@ -14,7 +14,7 @@ import pytest
 
 from rfai.config_load import load_config
 from rfai.dataset_schema import row_problems
-from rfai.evaluate import evaluate, validation_due
+from rfai.evaluation import evaluate, validation_due
 from rfai.scored_rollout import RolloutRunner
 from rfai.student import load_student
 from rfai.tasks import load_tasks
