@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mlx.core as mx
 from mlx_lm import load
+from rich.console import Console
 
 from bench.common import SHAPES, median, model_folder, print_table
 from rfai.config_load import config_from_dict
+from rfai.progress import StepProgress
 from rfai.run import build_run
 from rfai.student import prepare_student
 from rfai.trainer import run_step
@@ -69,6 +73,29 @@ def run_rfai(args, path: str, workdir: Path) -> tuple[list[dict], list[dict]]:
             print(json.dumps({"step": step, **metrics}), file=sys.stderr, flush=True)
             (results if step > args.warmup else warm).append(metrics)
     return warm, results
+
+
+def live_view_seconds(step_seconds: float, completions: int) -> float:
+    """What the live terminal view (rfai/progress.py) costs per step: its phase updates (one
+    per completion generated and per completion scored, plus a few) and its redraws (4 a
+    second over the step), timed on a terminal console that writes to /dev/null."""
+    with open(os.devnull, "w") as sink:
+        console = Console(file=sink, force_terminal=True, width=160)
+        with StepProgress(console, total_steps=100, done_steps=0) as view:
+            show = view.rollout("step 1")
+            start = time.perf_counter()
+            for i in range(completions):
+                show(i, 0, completions)
+            for i in range(completions):
+                show(completions, i, completions)
+            view.phase("step 1: updating on 64 samples")
+            view.step_done()
+            updates = time.perf_counter() - start
+            start = time.perf_counter()
+            for _ in range(20):
+                view.refresh()
+            redraw = (time.perf_counter() - start) / 20
+    return updates + redraw * 4 * step_seconds
 
 
 def main(argv=None) -> None:
@@ -123,6 +150,13 @@ def main(argv=None) -> None:
         # The first update traces and compiles the step (once per padded batch width).
         rows.append(["first step's update s (compile)", f"{warm[0]['update_seconds']:.2f}"])
     print_table(title, ["rfai", "value"], rows)
+    completions = args.batch_size * args.group_size
+    view = live_view_seconds(summary["step_seconds"], completions)
+    summary["live_view_fraction"] = view / summary["step_seconds"]
+    print(
+        f"live terminal view: {view * 1e3:.2f} ms per step = "
+        f"{summary['live_view_fraction']:.3%} of the step (target < 1%)"
+    )
     print(
         f"step / (max(generation, scoring) + update) = {summary['step_seconds']:.2f} / "
         f"{ideal:.2f} = {summary['overlap_ratio']:.2f}x (target <= 1.1x)"

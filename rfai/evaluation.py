@@ -46,10 +46,12 @@ def evaluate(
     tasks: list[Task],
     step: int,
     write: Callable[[str, dict], None],
+    on_progress: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Sample and score `tasks` without updating; each row goes to `write(split, row)`.
 
-    `step` is the number of optimizer steps completed (0 before training).
+    `step` is the number of optimizer steps completed (0 before training); `on_progress`:
+    `RolloutRunner.run`'s, for each batch.
     """
     ev = config.evaluation
     scored: list[ScoredSample] = []
@@ -65,6 +67,7 @@ def evaluate(
             group_size=ev.samples_per_task,
             temperature=ev.temperature,
             on_row=lambda row: write(split, row),
+            on_progress=on_progress,
         )
         scored.extend(s for s in rollout.in_order() if s.student is not None)
         scorer_errors += rollout.scorer_errors

@@ -15,6 +15,7 @@ from rich.console import Console
 # What the console line shows, in order, with its format.
 _CONSOLE = (
     ("reward", "reward {:.3f}"),
+    ("reward_std", "± {:.3f}"),
     ("student_score", "student {:.3f}"),
     ("teacher_score", "teacher {:.3f}"),
     ("pass_rate", "pass {:.2f}"),
@@ -22,11 +23,27 @@ _CONSOLE = (
     ("distill_kl", "distill kl {:.3f}"),  # on-policy distillation only
     ("loss", "loss {:+.4f}"),
     ("kl", "kl {:.4f}"),
+    ("clip", "clip {:.3f}"),  # the fraction of tokens clipped, low and high together
+    ("learning_rate", "lr {:.1e}"),
     ("completion_tokens", "len {:.0f}"),
     ("generation_tps", "gen {:.0f} tok/s"),
     ("step_seconds", "{:.1f}s"),
+    ("time_split", "({})"),  # generation, scoring wait, update
     ("peak_memory_gb", "{:.2f} GB"),
 )
+
+
+def console_values(metrics: dict[str, Any]) -> dict[str, Any]:
+    """`metrics` plus the console line's derived values (clip fraction, time split)."""
+    shown = dict(metrics)
+    low, high = metrics.get("clipped_low"), metrics.get("clipped_high")
+    if low is not None and high is not None:
+        shown["clip"] = low + high
+    parts = ("generation_seconds", "scoring_wait_seconds", "update_seconds")
+    if all(metrics.get(k) is not None for k in parts):
+        g, w, u = (metrics[k] for k in parts)
+        shown["time_split"] = f"gen {g:.1f}s, score wait {w:.1f}s, update {u:.1f}s"
+    return shown
 
 
 class MetricsLogger:
@@ -91,7 +108,8 @@ class MetricsLogger:
         self._write({"step": step, **clean})
         if step % self.every_steps and step != self.total_steps:
             return
-        parts = [fmt.format(clean[key]) for key, fmt in _CONSOLE if clean.get(key) is not None]
+        shown = console_values(clean)
+        parts = [fmt.format(shown[key]) for key, fmt in _CONSOLE if shown.get(key) is not None]
         if clean.get("skipped_tasks"):
             parts.append(f"skipped {clean['skipped_tasks']}")
         if clean.get("scorer_errors"):

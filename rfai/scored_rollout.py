@@ -247,9 +247,11 @@ class RolloutRunner:
         group_size: int,
         temperature: float,
         on_row: Callable[[dict], None],
+        on_progress: Callable[[int, int, int], None] | None = None,
     ) -> Rollout:
         """Teacher answers, one batched generation, every completion scored; each row is
-        handed to `on_row` on this thread as soon as its sample is scored."""
+        handed to `on_row` on this thread as soon as its sample is scored. `on_progress`
+        (completions generated, scored, total) is called as both counts move."""
         t0 = time.perf_counter()
         tasks, codes, skipped = self._teacher_code(batch, split, step)
         if not tasks:
@@ -261,6 +263,8 @@ class RolloutRunner:
             self.run_id,
         )  # fmt: skip
         scored: dict[int, ScoredSample] = {}
+        total = len(tasks) * group_size
+        generated = 0
 
         def collect(wait: bool) -> None:
             for c, s in jobs.finished(wait):
@@ -270,9 +274,15 @@ class RolloutRunner:
                     self._report_scorer_bug(split, step, task, s)
                 if s.has_row:
                     on_row(sample_row(context, task, codes[c.prompt_index], c, s))
+                if on_progress is not None:
+                    on_progress(generated, len(scored), total)
 
         def on_complete(c: Completion) -> None:
+            nonlocal generated
+            generated += 1
             jobs.submit(c)
+            if on_progress is not None:
+                on_progress(generated, len(scored), total)
             collect(wait=False)
 
         prompts = [self.student.prompt_tokens(t) for t in tasks]

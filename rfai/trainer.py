@@ -39,6 +39,7 @@ from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
 from rfai.interrupt import RunInterrupted, StopSignals, stopped_message
 from rfai.plots import plot_run
+from rfai.progress import StepProgress
 from rfai.resume import mark_finished
 from rfai.run import Run, TrainingError
 from rfai.scored_rollout import Rollout, teacher_members
@@ -58,9 +59,10 @@ def train(run: Run) -> dict[str, Any]:
     )
     started = time.monotonic()
     try:
-        with run.scoring_pool() as pool, StopSignals() as stop:
-            last = _train_steps(run, pool, stop)
-            _evaluation_pass(run, pool, "evaluation", cfg.training.steps)
+        view = StepProgress(run.logger.console, cfg.training.steps, run.start_step)
+        with run.scoring_pool() as pool, StopSignals() as stop, view:
+            last = _train_steps(run, pool, stop, view)
+            _evaluation_pass(run, pool, "evaluation", cfg.training.steps, view)
         final = run.paths.output_dir / "adapters"
         run.student.save_adapter(final)
         run.writer.close()
@@ -92,28 +94,32 @@ def _summarize(run: Run, status: str, started: float, draw: bool = True) -> None
         run.logger.info(f"  {line}")
 
 
-def _train_steps(run: Run, pool: ScoringPool, stop: StopSignals) -> dict[str, Any]:
+def _train_steps(
+    run: Run, pool: ScoringPool, stop: StopSignals, view: StepProgress
+) -> dict[str, Any]:
     """The baseline evaluation and the steps, with validation and checkpoints; stops early on
     a signal (`RunInterrupted`) or after `training.stop_after_idle_steps` idle steps."""
     cfg = run.config
     if cfg.evaluation.baseline_evaluation and run.start_step == 0:
-        _evaluation_pass(run, pool, "evaluation", 0)
+        _evaluation_pass(run, pool, "evaluation", 0, view)
     if stop.received:
         message = stopped_message(stop.received, run.paths.output_dir, run.start_step, None)
         raise RunInterrupted(message, stop.signum)
     last: dict[str, Any] = {}
     idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
     for step in range(run.start_step + 1, cfg.training.steps + 1):
-        last = run_step(run, step, pool)
+        last = run_step(run, step, pool, view)
         run.logger.log(step, last)
+        view.step_done()
         idle = [*idle, last] if last["trained_samples"] == 0 else []
         if 0 < cfg.training.stop_after_idle_steps <= len(idle):
             run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
             raise TrainingError(idle_message(step, idle))
         if validation_due(step, cfg):
-            _evaluation_pass(run, pool, "validation", step)
+            _evaluation_pass(run, pool, "validation", step, view)
         saved = None
         if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:
+            view.phase(f"step {step}: saving a checkpoint")
             saved = save_run_checkpoint(run, step)
             run.logger.info(f"checkpoint {saved}")
         if stop.received:
@@ -123,19 +129,25 @@ def _train_steps(run: Run, pool: ScoringPool, stop: StopSignals) -> dict[str, An
     return last
 
 
-def _evaluation_pass(run: Run, pool: ScoringPool, split: str, step: int) -> None:
+def _evaluation_pass(
+    run: Run, pool: ScoringPool, split: str, step: int, view: StepProgress | None = None
+) -> None:
     """One validation or evaluation pass, when that split has tasks; logged."""
     tasks = getattr(run.tasks, split)
     if tasks:
         metrics = evaluate(
             run.rollouts, pool, run.config, split=split, tasks=tasks, step=step,
             write=run.writer.write,
+            on_progress=view.rollout(f"{split} pass, {len(tasks)} tasks") if view else None,
         )  # fmt: skip
         log_pass(run.logger, split, step, metrics)
 
 
-def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
-    """One training step: sample, score (rows written), select groups, update; metrics."""
+def run_step(
+    run: Run, step: int, pool: ScoringPool, view: StepProgress | None = None
+) -> dict[str, Any]:
+    """One training step: sample, score (rows written), select groups, update; metrics.
+    `view`: the live terminal view, told what the step is doing."""
     cfg = run.config
     t0 = time.perf_counter()
     teacher_before = run.teacher.stats.snapshot()
@@ -150,6 +162,7 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
         group_size=cfg.rollout.group_size,
         temperature=cfg.rollout.temperature,
         on_row=lambda row: run.writer.write("train", row),
+        on_progress=view.rollout(f"step {step}") if view else None,
     )
     if not rollout.tasks:
         return {
@@ -173,6 +186,8 @@ def run_step(run: Run, step: int, pool: ScoringPool) -> dict[str, Any]:
         cfg.grpo.teacher_guidance,
     )  # fmt: skip
     mx.reset_peak_memory()
+    if view is not None:
+        view.phase(f"step {step}: updating on {len(samples)} samples")
     update = run.updater.step(samples) if samples else None
     update_peak = mx.get_peak_memory()
     t_update = time.perf_counter()
