@@ -558,8 +558,9 @@ class EvaluationConfig:
 
     eval_steps: int = key(
         50,
-        "Validation on data.validation_file every eval_steps steps (and at the last step); "
-        "its samples stream to validation.jsonl. Needs data.validation_file.",
+        "Validation on data.validation_file every eval_steps steps (and at the last step, "
+        "unless its tasks are data.evaluation_file's, which the final evaluation samples "
+        "then); its samples stream to validation.jsonl. Needs data.validation_file.",
     )
     baseline_evaluation: bool = key(
         True,

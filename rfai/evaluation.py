@@ -86,9 +86,14 @@ def pass_metrics(split: str, scored: list[ScoredSample], scorer_errors: int) -> 
     }
 
 
-def validation_due(step: int, config: Config) -> bool:
-    """Validation runs every `evaluation.eval_steps` steps and after the last one."""
-    return step % config.evaluation.eval_steps == 0 or step == config.training.steps
+def validation_due(step: int, config: Config, repeats_evaluation: bool = False) -> bool:
+    """Validation runs every `evaluation.eval_steps` steps and after the last one, except
+    when its tasks are the evaluation's (`repeats_evaluation`): the final evaluation pass
+    samples them at the last step with the same settings and seeds, so a validation pass
+    there would only repeat it."""
+    if step == config.training.steps:
+        return not repeats_evaluation
+    return step % config.evaluation.eval_steps == 0
 
 
 def log_pass(logger: MetricsLogger, split: str, step: int, metrics: dict[str, Any]) -> None:

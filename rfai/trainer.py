@@ -106,6 +106,7 @@ def _train_steps(
         message = stopped_message(stop.received, run.paths.output_dir, run.start_step, None)
         raise RunInterrupted(message, stop.signum)
     last: dict[str, Any] = {}
+    repeats_evaluation = run.tasks.validation == run.tasks.evaluation
     idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
     for step in range(run.start_step + 1, cfg.training.steps + 1):
         last = run_step(run, step, pool, view)
@@ -115,7 +116,7 @@ def _train_steps(
         if 0 < cfg.training.stop_after_idle_steps <= len(idle):
             run.logger.info(f"checkpoint {save_run_checkpoint(run, step)}")
             raise TrainingError(idle_message(step, idle))
-        if validation_due(step, cfg):
+        if validation_due(step, cfg, repeats_evaluation):
             _evaluation_pass(run, pool, "validation", step, view)
         saved = None
         if step % cfg.checkpoint.every_steps == 0 or step == cfg.training.steps:

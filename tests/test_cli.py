@@ -151,11 +151,13 @@ def test_unreachable_model_says_how_to_use_a_local_folder(tmp_path):
 def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path):
     import datasets
 
+    validation = tmp_path / "validation.jsonl"  # two of the four: not the evaluation's tasks
+    validation.write_text("\n".join(SHORT_TASKS.read_text().splitlines()[:2]) + "\n")
     args = tiny_run_args(
         tiny_model_dir,
         tmp_path,
         "--set", "training.steps=2",
-        "--set", f"data.validation_file={SHORT_TASKS}",
+        "--set", f"data.validation_file={validation}",
         "--set", f"data.evaluation_file={SHORT_TASKS}",
         "--set", "evaluation.eval_steps=2",
         "--set", "evaluation.samples_per_task=1",
@@ -165,8 +167,8 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
     folder = tmp_path / "datasets"
     rows = {s: read_rows(folder / f"{s}.jsonl") for s in ("train", "validation", "evaluation")}
     assert len(rows["train"]) == 2 * 4 * 4
-    # Validation at step 2 (the last): 4 tasks x 1 sample.
-    assert len(rows["validation"]) == 4 and {r["step"] for r in rows["validation"]} == {2}
+    # Validation at step 2 (the last): 2 tasks x 1 sample.
+    assert len(rows["validation"]) == 2 and {r["step"] for r in rows["validation"]} == {2}
     # Evaluation before (step 0, baseline) and after training (step 2).
     assert len(rows["evaluation"]) == 8
     assert sorted({r["step"] for r in rows["evaluation"]}) == [0, 2]
@@ -174,7 +176,7 @@ def test_validation_and_evaluation_splits_and_the_card(tiny_model_dir, tmp_path)
     loaded = datasets.load_dataset(str(folder))
     assert {k: len(v) for k, v in loaded.items()} == {
         "train": 32,
-        "validation": 4,
+        "validation": 2,
         "test": 8,
     }
     card = (folder / "README.md").read_text()

@@ -112,3 +112,7 @@ def test_validation_runs_every_eval_steps_and_after_the_last_step(eval_steps, st
         [f"evaluation.eval_steps={eval_steps}", f"training.steps={steps}"],
     )
     assert [s for s in range(1, steps + 1) if validation_due(s, config)] == due
+    # Validating the evaluation's own tasks: the last step is the final evaluation's.
+    assert [s for s in range(1, steps + 1) if validation_due(s, config, True)] == [
+        s for s in due if s != steps
+    ]

@@ -27,8 +27,9 @@ from tests.helpers import (
 )
 
 SPLITS = ("train", "validation", "evaluation")
-# 4 steps x 4 tasks x 4 samples of training; validation after every step and evaluation
-# before and after training, on 3 tasks x 1 sample: 64 train, 12 validation, 6 evaluation.
+# 4 steps x 4 tasks x 4 samples of training; validation after steps 1-3 (at step 4 the final
+# evaluation samples the same tasks) and evaluation before and after training, on 3 tasks x
+# 1 sample: 64 train, 9 validation, 6 evaluation.
 STEPS = [
     "--set", "training.steps=4",
     "--set", "checkpoint.every_steps=3",
@@ -82,7 +83,7 @@ def reference(tiny_model_dir, held_out, tmp_path_factory) -> Path:
     proc = run_cli(args(tiny_model_dir, out, held_out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = {s: sum(r["split"] == s for r in rows_of(out)) for s in SPLITS}
-    assert counts == {"train": 64, "validation": 12, "evaluation": 6}
+    assert counts == {"train": 64, "validation": 9, "evaluation": 6}
     return out
 
 
@@ -186,15 +187,18 @@ def test_regression_metrics_jsonl_keeps_no_step_twice_after_a_resume(
     crashed = tmp_path / "crashed"
     latest = crashed / "run" / "checkpoints" / "latest"
     metrics = crashed / "run" / "metrics.jsonl"
-    # Kill once step 4's line is logged, after the step-3 checkpoint and before step 4's.
+    # Checkpoints every 2 steps (checkpoint.* may change on resume and changes no row or
+    # metric line): killed once step 3's line is logged, after the step-2 checkpoint, while
+    # step 3's validation pass and step 4 still run, a whole step before the next checkpoint.
+    every_2 = ["--set", "checkpoint.every_steps=2"]
     kill_when(
-        args(tiny_model_dir, crashed, held_out),
-        lambda: latest.exists() and 4 in training_steps_logged(metrics),
+        args(tiny_model_dir, crashed, held_out, *every_2),
+        lambda: latest.exists() and 3 in training_steps_logged(metrics),
     )
-    assert '"step": 3' in latest.read_text()
+    assert '"step": 2' in latest.read_text()
     before = metric_lines(crashed)
-    assert (4, None) in [(s, e) for s, e, _ in before]  # step 4 was logged before the kill
-    proc = run_cli(args(tiny_model_dir, crashed, held_out, "--resume"))
+    assert (3, None) in [(s, e) for s, e, _ in before]  # step 3 was logged before the kill
+    proc = run_cli(args(tiny_model_dir, crashed, held_out, *every_2, "--resume"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = metric_lines(crashed)
     steps = [(s, e) for s, e, _ in lines]
