@@ -542,6 +542,12 @@ class LoggingConfig:
     plots: bool = key(
         True, "PNG charts in <output_dir>/plots/ at the end of a run (python -m rfai.plots)"
     )
+    wandb: bool = key(
+        False,
+        "also log metrics to Weights & Biases (needs pip install wandb; WANDB_MODE=offline "
+        "works without a network)",
+    )
+    wandb_project: str = key("rfai", "the W&B project (logging.wandb)")
     tensorboard: bool = key(
         True,
         "TensorBoard event files in <output_dir>/tensorboard/, mirroring metrics.jsonl "

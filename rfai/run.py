@@ -36,9 +36,10 @@ from typing import Any
 
 import mlx.core as mx
 
+from rfai.card import public_value
 from rfai.checkpoint import discard_after, restore_checkpoint
 from rfai.config import Config
-from rfai.config_load import save_config
+from rfai.config_load import config_to_dict, save_config
 from rfai.dataset_writer import SPLITS, DatasetWriter
 from rfai.hub import check_upload_ready
 from rfai.metrics import MetricsLogger
@@ -60,6 +61,7 @@ from rfai.teachers import Teacher, add_teacher_tests, build_teacher
 from rfai.tensorboard import FOLDER as TENSORBOARD
 from rfai.tensorboard import TensorBoardLog
 from rfai.update import PolicyUpdater
+from rfai.wandb_log import WandbLog, WandbMissing, require_wandb
 from scorers import ScoringPool, ScoringSuite, validate_tasks
 from scorers.task import Task
 
@@ -251,6 +253,11 @@ def build_run(
         RunPaths.from_config(config).metrics, config.logging.every_steps,
         config.logging.rich, config.training.steps,
     )  # fmt: skip
+    if config.logging.wandb:
+        try:
+            require_wandb()
+        except WandbMissing as exc:
+            raise TrainingError(str(exc)) from None
     paths, point = check_paths(config, resume, logger.info)
     mx.random.seed(config.training.seed)
     splits = load_task_splits(config.data)
@@ -356,6 +363,9 @@ def start_run_folder(
     if config.logging.tensorboard:
         # After any --resume rollback: rebuilt from the metric lines that are kept.
         logger.attach(TensorBoardLog(paths.output_dir / TENSORBOARD, paths.metrics))
+    if config.logging.wandb:
+        public = public_value(config_to_dict(config))
+        logger.attach(WandbLog(config.logging.wandb_project, run_id, paths.output_dir, public))
     record = None if fresh else read_record(paths.output_dir)
     if record is None:
         # Resuming a run folder made before run records: its start offsets are unknown.
