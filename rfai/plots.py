@@ -97,6 +97,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _save_reward_and_pass_rate(fig, top, bottom, path: Path) -> Path:
+    """Label, grid and save a figure of a reward panel above a pass-rate panel."""
+    top.set_ylabel("reward")
+    bottom.set_ylabel("pass rate")
+    bottom.set_xlabel("step")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    return _save(fig, path)
+
+
 def plot_reward(steps: list[dict], events: list[dict], path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     x, reward = _series(steps, "reward")
@@ -116,13 +127,7 @@ def plot_reward(steps: list[dict], events: list[dict], path: Path) -> Path:
         sx, sy = _series(lines, f"{split}_pass_rate")
         if sx:
             bottom.scatter(sx, sy, marker=marker, label=f"{split} pass rate", zorder=3)
-    top.set_ylabel("reward")
-    bottom.set_ylabel("pass rate")
-    bottom.set_xlabel("step")
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+    return _save_reward_and_pass_rate(fig, top, bottom, path)
 
 
 def plot_scores(steps: list[dict], rows: list[dict], path: Path) -> Path:
@@ -200,13 +205,7 @@ def plot_languages(rows: list[dict], path: Path) -> Path:
         top.plot(x, [sum(v) / len(v) if v else float("nan") for v in rewards], label=language)
         passed = [sum(r.get("status") == "passed" for r in rs) / len(rs) for _, rs in points]
         bottom.plot(x, passed, label=language)
-    top.set_ylabel("reward")
-    bottom.set_ylabel("pass rate")
-    bottom.set_xlabel("step")
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+    return _save_reward_and_pass_rate(fig, top, bottom, path)
 
 
 def plot_run(run_dir: str | Path, dataset_dir: str | Path | None = None) -> list[Path]:
