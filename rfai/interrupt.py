@@ -21,10 +21,12 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunInterrupted(Exception):
-    """The run stopped at a step boundary on a signal; `exit_code` is 128 + its number."""
+    """The run stopped at a step boundary on a signal. `status` says where it stopped, the
+    message adds the resume command; `exit_code` is 128 + the signal's number."""
 
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
+    def __init__(self, status: str, output_dir: Path, signum: int) -> None:
+        super().__init__(f"{status}. Resume with: {resume_command(output_dir)}")
+        self.status = status
         self.exit_code = 128 + signum
 
 
@@ -32,13 +34,13 @@ def resume_command(output_dir: Path) -> str:
     return f"python train_rfai.py --config {output_dir / 'config.yaml'} --resume"
 
 
-def stopped_message(signame: str, output_dir: Path, step: int, checkpoint: Path | None) -> str:
-    """What a run stopped by `signame` after `step` says (checkpoint None: before step 1)."""
+def stopped_status(signame: str, step: int, checkpoint: Path | None) -> str:
+    """Where a run stopped by `signame` after `step` stands (checkpoint None: before step 1)."""
     if checkpoint is None:
         where = f"stopped before step {step + 1}, with no checkpoint (resuming restarts at step 0)"
     else:
         where = f"stopped after step {step}; checkpoint {checkpoint}"
-    return f"{signame}: {where}. Resume with: {resume_command(output_dir)}"
+    return f"{signame}: {where}"
 
 
 def aborted_message(output_dir: Path, checkpoint: Path | None) -> str:

@@ -37,7 +37,7 @@ from rfai.checkpoint import TrainingState, rng_state, save_checkpoint, step_seed
 from rfai.evaluation import evaluate, log_pass, mean, validation_due
 from rfai.groups import GroupSelection, select_groups, training_samples
 from rfai.hub import publish_dataset, publish_model
-from rfai.interrupt import RunInterrupted, StopSignals, stopped_message
+from rfai.interrupt import RunInterrupted, StopSignals, stopped_status
 from rfai.plots import plot_run
 from rfai.progress import StepProgress
 from rfai.resume import mark_finished
@@ -73,7 +73,7 @@ def train(run: Run) -> dict[str, Any]:
         publish(run)
         return last
     except RunInterrupted as exc:
-        _summarize(run, str(exc).split(". Resume with")[0], started)
+        _summarize(run, exc.status, started)
         raise
     except KeyboardInterrupt:
         _summarize(run, "Aborted by a second Ctrl-C or SIGTERM", started, draw=False)
@@ -103,8 +103,8 @@ def _train_steps(
     if cfg.evaluation.baseline_evaluation and run.start_step == 0:
         _evaluation_pass(run, pool, "evaluation", 0, view)
     if stop.received:
-        message = stopped_message(stop.received, run.paths.output_dir, run.start_step, None)
-        raise RunInterrupted(message, stop.signum)
+        status = stopped_status(stop.received, run.start_step, None)
+        raise RunInterrupted(status, run.paths.output_dir, stop.signum)
     last: dict[str, Any] = {}
     repeats_evaluation = run.tasks.validation == run.tasks.evaluation
     idle: list[dict[str, Any]] = []  # the metrics of consecutive steps that trained nothing
@@ -125,8 +125,8 @@ def _train_steps(
             run.logger.info(f"checkpoint {saved}")
         if stop.received:
             saved = saved or save_run_checkpoint(run, step)
-            message = stopped_message(stop.received, run.paths.output_dir, step, saved)
-            raise RunInterrupted(message, stop.signum)
+            status = stopped_status(stop.received, step, saved)
+            raise RunInterrupted(status, run.paths.output_dir, stop.signum)
     return last
 
 
