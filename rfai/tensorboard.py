@@ -6,7 +6,7 @@ that file holds, then every new line is added as it is logged; so a resumed run'
 log holds each step once, as `metrics.jsonl` does. Training steps are under `train/<key>`,
 validation and evaluation passes under `validation/<key>` and `evaluation/<key>`; every
 finite number of a line is a scalar (booleans, strings and nulls are left out). Written with
-tensorboardX, which needs neither TensorFlow nor PyTorch.
+tensorboardX's event file writer (no TensorFlow, no PyTorch), one event per line.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
 
 FOLDER = "tensorboard"
 
@@ -36,11 +39,15 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
 
 
 class TensorBoardLog:
+    """Writes each record as one event, synchronously: when `add` returns, the line is in
+    the file (tensorboardX's SummaryWriter queues events for a background thread instead)."""
+
     def __init__(self, folder: Path, metrics: Path) -> None:
         """Rebuild `folder` from the lines of `metrics` (the run's metrics.jsonl)."""
         shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         self.folder = folder
-        self._writer = SummaryWriter(str(folder))
+        self._writer = EventsWriter(str(folder / "events"))
         if metrics.exists():
             for line in metrics.read_text().splitlines():
                 if line.strip():
@@ -48,11 +55,18 @@ class TensorBoardLog:
         self._writer.flush()
 
     def _add(self, record: dict[str, Any]) -> None:
-        for tag, value in scalars(record).items():
-            self._writer.add_scalar(tag, value, record["step"])
+        values = [
+            Summary.Value(tag=tag, simple_value=value) for tag, value in scalars(record).items()
+        ]
+        if values:
+            event = Event(
+                wall_time=time.time(), step=int(record["step"]), summary=Summary(value=values)
+            )
+            self._writer.write_event(event)
 
     def add(self, record: dict[str, Any]) -> None:
-        """One new metrics.jsonl line, flushed so a running TensorBoard shows it."""
+        """One new metrics.jsonl line, in the file when this returns (a running TensorBoard
+        shows it at its next reload)."""
         self._add(record)
         self._writer.flush()
 
