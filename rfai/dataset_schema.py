@@ -358,3 +358,25 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """All rows of a (validated) split file."""
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f.read().split("\n") if line]
+
+
+def read_complete_lines(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file that may still be written to, or cut short by a
+    crash: unreadable lines (the last one, half written) are left out; no file gives []."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def rows_of_run(path: str | Path, run_id: str | None) -> list[dict[str, Any]]:
+    """`read_complete_lines` of a split file, only the rows of `run_id` (None: all)."""
+    return [r for r in read_complete_lines(path) if run_id is None or r.get("run_id") == run_id]

@@ -31,6 +31,8 @@ matplotlib.use("Agg")  # files only: never a window, whatever the machine has
 import matplotlib.pyplot as plt
 import yaml
 
+from rfai.dataset_schema import rows_of_run
+
 FOLDER = "plots"
 SPLIT_MARKERS = {"validation": "s", "evaluation": "D"}
 
@@ -74,15 +76,7 @@ def run_rows(run_dir: Path, dataset_dir: Path | None) -> list[dict]:
     if rows_path is None or not rows_path.is_file():
         return []
     run_id = json.loads(record_path.read_text()).get("run_id") if record_path.is_file() else None
-    rows = []
-    for line in rows_path.read_bytes().split(b"\n"):
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # an empty line, or a line cut short by a crash
-        if isinstance(row, dict) and (run_id is None or row.get("run_id") == run_id):
-            rows.append(row)
-    return rows
+    return rows_of_run(rows_path, run_id)
 
 
 def _series(records: Sequence[dict], key: str) -> tuple[list[int], list[float]]:

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from rfai.card import reward_before_after
+from rfai.dataset_schema import read_complete_lines, rows_of_run
+from rfai.dataset_writer import SPLITS
 from rfai.interrupt import resume_command
 
 FILE = "summary.md"
@@ -27,18 +29,6 @@ COMPARED = (
     ("student_score", "student score"),
     ("teacher_score", "teacher score"),
 )
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_bytes().split(b"\n"):
-        try:
-            out.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # empty, or cut short by a crash
-    return out
 
 
 def before_after(metrics: list[dict[str, Any]]) -> list[tuple[str, float, float]] | None:
@@ -57,9 +47,8 @@ def before_after(metrics: list[dict[str, Any]]) -> list[tuple[str, float, float]
 
 def _row_counts(dataset_dir: Path, run_id: str | None) -> dict[str, int]:
     counts = {}
-    for split in ("train", "validation", "evaluation"):
-        rows = [r for r in _lines(dataset_dir / f"{split}.jsonl") if isinstance(r, dict)]
-        n = sum(run_id is None or r.get("run_id") == run_id for r in rows)
+    for split in SPLITS:
+        n = len(rows_of_run(dataset_dir / f"{split}.jsonl", run_id))
         if n:
             counts[split] = n
     return counts
@@ -142,7 +131,7 @@ def summary(
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     run_id = record.get("run_id")
     finished = record.get("finished_step") is not None  # set once the final adapter is saved
-    metrics = _lines(run_dir / "metrics.jsonl")
+    metrics = read_complete_lines(run_dir / "metrics.jsonl")
     steps = [m for m in metrics if "event" not in m]
     lines = _header(run_dir, config, run_id, status, steps, wall_seconds)
     compared, short = _comparison(run_dir, metrics)
