@@ -99,6 +99,10 @@ _RUST_BANNED = (
     (re.compile(r"\bPartial(?:Eq|Ord)\s*<"), "PartialEq/PartialOrd with another type"),
     (re.compile(r"\bPartial(?:Eq|Ord)\s+as\b"), "renaming PartialEq/PartialOrd"),
     (re.compile(r"\bimpl\s*(?:<[^>]*>\s*)?\$"), "implementing a trait a macro names"),
+    # Lint levels would switch off the compiler warnings that code quality counts
+    # (scorers/quality.py); `#[$attr(...)]` is an attribute a macro names, so it could be one.
+    (re.compile(r"#\s*!?\s*\[[^\]]*\b(?:allow|expect)\b"), "an allow/expect lint attribute"),
+    (re.compile(r"#\s*!?\s*\[\s*\$"), "an attribute a macro names"),
 )
 RUST_COMMENT_OR_STRING = re.compile(
     r'//[^\n]*|/\*.*?\*/|b?r(#*)".*?"\1|b?"(?:\\.|[^"\\])*"'
@@ -143,6 +147,21 @@ def _refused_rust(code: str) -> str | None:
         if pattern.search(bare):
             return f"{what} is not allowed in a solution"
     return None
+
+
+def without_comments(language: str, code: str) -> str:
+    """``code`` with every comment blanked (its line breaks kept), strings left as they are.
+
+    For the code-quality metrics: lizard obeys directives in comments (``#lizard forgive``
+    drops a function from its results, ``GENERATED CODE`` ends the analysis), which would let
+    a solution switch the measurement off."""
+    pattern = RUST_COMMENT_OR_STRING if language == "rust" else _C_COMMENT_OR_STRING
+
+    def blank(match: re.Match) -> str:
+        text = match.group(0)
+        return "\n" * text.count("\n") if text.startswith("/") else text
+
+    return pattern.sub(blank, code)
 
 
 def cpp_defined_macros(code: str) -> list[str]:

@@ -9,16 +9,19 @@ Python (radon for the metrics, ruff for lint):
   function's cyclomatic complexity: up to 5 costs nothing, 20 or more costs everything.
   A program without functions scores 1.
 * ``lint``: ``max(0, 1 - 0.1 * findings)``, findings from ruff (pinned in pyproject.toml, run
-  ``--isolated`` so no user config changes the rules) with the rules in ``RUFF_RULES``.
+  ``--isolated`` so no user config changes the rules, and ``--ignore-noqa`` so no ``# noqa``
+  in the solution hides a finding) with the rules in ``RUFF_RULES``.
 
 C++ and Rust (lizard for the metrics, the compiler's warnings as lint):
 
     quality = 0.4 * complexity + 0.2 * size + 0.4 * lint
 
-* ``complexity`` as above, from lizard's cyclomatic complexity;
+* ``complexity`` as above, from lizard's cyclomatic complexity (on the code with its comments
+  blanked: lizard obeys ``#lizard forgive`` and ``GENERATED CODE`` comments);
 * ``size``: 1 - mean over functions of ``clamp((nloc - 30) / 70, 0, 1)`` (long functions);
 * ``lint``: ``max(0, 1 - 0.1 * warnings)``, the warnings ``g++ -Wall -Wextra`` / ``rustc``
-  report in the solution's own lines (the compile is the correctness build, from the cache).
+  report in the solution's own lines (the compile is the correctness build, from the cache;
+  C++ diagnostic pragmas and Rust ``allow``/``expect`` attributes are refused by the harness).
 
 A program that does not parse (Python) or compile (C++/Rust) scores 0; an empty one 0.
 """
@@ -36,6 +39,7 @@ import lizard
 from radon.complexity import cc_visit
 from radon.metrics import mi_visit
 
+from scorers.harness import without_comments
 from scorers.languages import SOURCE_NAME, Toolchain, compile_program
 from scorers.sandbox import SandboxLimits
 from scorers.sandbox_io import EXEC_FILES
@@ -66,7 +70,10 @@ def ruff_findings(code: str) -> list[str]:
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         raise RuntimeError("ruff not found: install rfai's dependencies (pip install -e .)")
-    argv = [ruff, "check", "--isolated", "--select", RUFF_RULES, "--output-format", "json"]
+    # --ignore-noqa: a noqa comment in the solution (per line or for the file) would switch
+    # the lint off.
+    argv = [ruff, "check", "--isolated", "--ignore-noqa", "--select", RUFF_RULES]
+    argv += ["--output-format", "json"]
     argv += ["--stdin-filename", "solution.py", "-"]
     pipe = subprocess.PIPE
     with EXEC_FILES.forking():  # the child must not keep a sandbox binary open (sandbox_io)
@@ -107,7 +114,9 @@ def compiled_quality(task: Task, code: str, toolchain: Toolchain) -> tuple[float
     build = compile_program(toolchain, task.language, code, task.tests)
     if not build.ok:
         return 0.0, {"error": "does not compile"}
-    analysis = lizard.analyze_file.analyze_source_code(SOURCE_NAME[task.language], code)
+    # Comments blanked: lizard obeys `#lizard forgive` and `GENERATED CODE` in them.
+    bare = without_comments(task.language, code)
+    analysis = lizard.analyze_file.analyze_source_code(SOURCE_NAME[task.language], bare)
     functions = analysis.function_list
     sizes = [f.nloc for f in functions]
     parts = {
